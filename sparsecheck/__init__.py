@@ -1,0 +1,69 @@
+"""sparsecheck: test what a fine-tuning run changed in a model.
+
+The public API.  Plugin authors need ``hookimpl``, ``Metric``, ``Reducer``, ``Param``,
+``MetricResult`` and ``TensorGroup``; everything else is for embedding sparsecheck.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from sparsecheck._config import Config, OptionRegistry, ReadProgress, Session
+from sparsecheck._manager import hookimpl
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.errors import (
+    CheckpointError,
+    Location,
+    PluginError,
+    SparsecheckError,
+    SpecError,
+    UsageError,
+)
+from sparsecheck.exitcodes import ExitCode
+from sparsecheck.metrics._api import (
+    Metric,
+    MetricResult,
+    Param,
+    Reducer,
+    SkippedTensor,
+    TensorGroup,
+    TensorMeta,
+)
+from sparsecheck.spec._model import Check, CheckpointRef, Expectation, SpecFile
+
+try:
+    __version__ = version("sparsecheck")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Check",
+    "CheckOutcome",
+    "CheckpointError",
+    "CheckpointReader",
+    "CheckpointRef",
+    "Config",
+    "ExitCode",
+    "Expectation",
+    "Location",
+    "Metric",
+    "MetricResult",
+    "OptionRegistry",
+    "Param",
+    "PluginError",
+    "ReadProgress",
+    "Reducer",
+    "Session",
+    "SkippedTensor",
+    "SparsecheckError",
+    "SpecError",
+    "SpecFile",
+    "Status",
+    "StoredTensor",
+    "TensorGroup",
+    "TensorMeta",
+    "UsageError",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,5 @@
+"""``python -m sparsecheck``."""
+
+from sparsecheck.cli import main
+
+raise SystemExit(main())

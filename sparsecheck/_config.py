@@ -1,0 +1,100 @@
+"""Config (options + plugin manager) and Session (one run over collected checks)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from sparsecheck.errors import UsageError
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from sparsecheck.engine._outcome import CheckOutcome
+    from sparsecheck.metrics._api import Metric
+    from sparsecheck.spec._model import Check
+
+DEFAULT_CACHE_DIR = ".sparsecheck_cache"
+
+
+class OptionRegistry:
+    """Collects the options plugins add through ``sparsecheck_addoption``."""
+
+    def __init__(self) -> None:
+        self.options: list[click.Option] = []
+
+    def add(self, *decls: str, **attrs: Any) -> None:
+        """Add an option; ``decls`` and ``attrs`` are those of ``click.Option``."""
+        self.options.append(click.Option(list(decls), **attrs))
+
+
+@dataclass(frozen=True)
+class ReadProgress:
+    """How far the read pass is."""
+
+    tensors_done: int
+    tensors_total: int
+    bytes_done: int
+    bytes_total: int
+    elapsed: float
+
+
+class Config:
+    """The parsed options and the plugin manager of one invocation."""
+
+    def __init__(
+        self,
+        pluginmanager: pluggy.PluginManager,
+        options: Mapping[str, Any] | None = None,
+        invocation_dir: Path | None = None,
+    ) -> None:
+        self.pluginmanager = pluginmanager
+        self.hook = pluginmanager.hook
+        self.options: dict[str, Any] = dict(options or {})
+        self.invocation_dir = invocation_dir or Path.cwd()
+        self.deselected: list[Check] = []
+        self._metrics: dict[str, Metric] | None = None
+
+    def getoption(self, name: str, default: Any = None) -> Any:
+        value = self.options.get(name)
+        return default if value is None else value
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.getoption("cache_dir", self.invocation_dir / DEFAULT_CACHE_DIR))
+
+    @property
+    def metrics(self) -> dict[str, Metric]:
+        """Every registered metric by name (built once, on first use)."""
+        if self._metrics is None:
+            from sparsecheck._manager import collect_metrics
+
+            self._metrics = collect_metrics(self.pluginmanager)
+        return self._metrics
+
+    def metric(self, name: str) -> Metric:
+        try:
+            return self.metrics[name]
+        except KeyError:
+            raise UsageError(f"unknown metric {name!r}") from None
+
+    def deselect(self, checks: list[Check]) -> None:
+        self.deselected.extend(checks)
+
+
+@dataclass
+class Session:
+    """One run: the collected checks and their outcomes."""
+
+    config: Config
+    checks: list[Check] = field(default_factory=list)
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+    #: Readers opened by the engine, by resolved source (for the JSON report's checkpoint list).
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    exitstatus: int = 0

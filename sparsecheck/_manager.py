@@ -1,0 +1,129 @@
+"""The plugin manager: built-ins, the ``sparsecheck`` entry points, ``-p``, local plugin files."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from sparsecheck import hookspec
+from sparsecheck.errors import PluginError, UsageError
+
+if TYPE_CHECKING:
+    from sparsecheck.metrics._api import Metric
+
+hookimpl = pluggy.HookimplMarker("sparsecheck")
+
+ENTRY_POINT_GROUP = "sparsecheck"
+#: Set (to anything non-empty) to skip loading plugins from entry points.
+DISABLE_AUTOLOAD_ENV = "SPARSECHECK_DISABLE_PLUGIN_AUTOLOAD"
+#: The one local plugin file a spec folder may carry.
+LOCAL_PLUGIN_FILE = "sparsecheck_plugin.py"
+
+#: Built-in plugins: short name → module.  ``-p no:NAME`` blocks any of them.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "formats": "sparsecheck.checkpoints._formats",
+    "hub": "sparsecheck.checkpoints._hub",
+    "collect": "sparsecheck.spec._collect",
+    "select": "sparsecheck.spec._select",
+    "lastfailed": "sparsecheck.engine._lastfailed",
+    "engine": "sparsecheck.engine._run",
+    "expectations": "sparsecheck.spec._expect",
+    "update_sparsity": "sparsecheck.metrics.update_sparsity",
+    "terminal": "sparsecheck.reports.terminal",
+    "json": "sparsecheck.reports.json_report",
+    "junitxml": "sparsecheck.reports.junitxml",
+    "markdown": "sparsecheck.reports.markdown",
+}
+
+
+def get_plugin_manager(plugins: Iterable[str] = ()) -> pluggy.PluginManager:
+    """Build a plugin manager: built-ins, entry points (unless disabled), then ``-p`` names.
+
+    ``plugins`` are ``-p`` values: ``NAME`` imports and registers module ``NAME``;
+    ``no:NAME`` blocks a built-in, an entry point or a module of that name.
+    """
+    pm = pluggy.PluginManager("sparsecheck")
+    pm.add_hookspecs(hookspec)
+    wanted = [p for p in plugins if not p.startswith("no:")]
+    for name in (p[3:] for p in plugins if p.startswith("no:")):
+        pm.set_blocked(name)
+    for name, module in BUILTIN_PLUGINS.items():
+        if not pm.is_blocked(name):
+            pm.register(importlib.import_module(module), name=name)
+    if not os.environ.get(DISABLE_AUTOLOAD_ENV):
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a broken third-party package
+            raise PluginError(f"loading the {ENTRY_POINT_GROUP!r} entry points failed: {exc}") from exc
+    for name in wanted:
+        if pm.is_blocked(name) or pm.get_plugin(name) is not None:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise UsageError(f"-p {name}: cannot import plugin module: {exc}") from None
+        register(pm, module, name)
+    return pm
+
+
+def register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Register ``plugin`` and validate its hooks; errors name the plugin."""
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r}: {exc}") from None
+    except ValueError as exc:
+        raise PluginError(f"plugin {name!r}: {exc}") from None
+
+
+def load_local_plugin(pm: pluggy.PluginManager, folder: Path) -> ModuleType | None:
+    """Import and register ``folder/sparsecheck_plugin.py`` once, if it exists."""
+    path = (folder / LOCAL_PLUGIN_FILE).resolve()
+    name = f"local:{path}"
+    if not path.is_file() or pm.get_plugin(name) is not None or pm.is_blocked(name):
+        return None
+    module_name = f"sparsecheck_local_plugin_{abs(hash(str(path))):x}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: cannot load local plugin file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise UsageError(f"{path}: importing the local plugin failed: {type(exc).__name__}: {exc}") from None
+    register(pm, module, name)
+    return module
+
+
+def collect_metrics(pm: pluggy.PluginManager) -> dict[str, Metric]:
+    """Call every ``sparsecheck_add_metrics`` implementation; a name clash names both plugins."""
+    from sparsecheck.metrics._api import Metric
+
+    metrics: dict[str, Metric] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.sparsecheck_add_metrics.get_hookimpls():
+        for metric in impl.function() or ():
+            if not isinstance(metric, Metric):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: sparsecheck_add_metrics returned "
+                    f"{metric!r}, not a sparsecheck.Metric"
+                )
+            if metric.name in metrics:
+                raise PluginError(
+                    f"metric {metric.name!r} is registered by both plugin "
+                    f"{owners[metric.name]!r} and plugin {impl.plugin_name!r}"
+                )
+            metrics[metric.name] = metric
+            owners[metric.name] = impl.plugin_name
+    return metrics

@@ -1,0 +1,62 @@
+"""The reader interface every checkpoint format implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sparsecheck.metrics._api import TensorMeta
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where a tensor lives: its metadata plus the file and byte offset (for read ordering)."""
+
+    meta: TensorMeta
+    file: Path
+    offset: int
+    nbytes: int
+
+
+class CheckpointReader(ABC):
+    """Lists a checkpoint's tensors and reads them one at a time.
+
+    Implementations must not hold more than the tensor being read in memory, must never
+    write into the checkpoint's folder, and raise :class:`~sparsecheck.errors.CheckpointError`
+    naming the file (and tensor) for anything unreadable.
+    """
+
+    #: A short name of the format, e.g. ``safetensors``, ``safetensors-sharded``, ``torch``.
+    format: str
+
+    def __init__(self, source: str, path: Path) -> None:
+        #: What the user wrote (a path or a hub id).
+        self.source = source
+        #: The resolved local path.
+        self.path = path
+
+    @abstractmethod
+    def tensors(self) -> Mapping[str, StoredTensor]:
+        """Every stored tensor by name (aliases excluded)."""
+
+    def aliases(self) -> Mapping[str, str]:
+        """Names that are the same storage as another name (tied weights): alias → target."""
+        return {}
+
+    @abstractmethod
+    def read(self, name: str) -> torch.Tensor:
+        """Return one tensor on the CPU; treat it as read-only (it may map the file)."""
+
+    def release(self, name: str) -> None:  # noqa: B027 - optional hook, empty by design
+        """Tell the reader ``name`` is no longer needed (lets it drop mapped pages)."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A content fingerprint: equal for byte-identical checkpoints, cheap to compute."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by design
+        """Release files and maps."""

@@ -1,0 +1,220 @@
+"""The metric plugin API: parameters, the reducer protocol and results.
+
+A metric declares its parameters, names the checkpoints it reads, and returns a
+:class:`Reducer`.  The engine streams every tensor name once and hands each reducer a
+:class:`TensorGroup` holding that name's tensor from every checkpoint the pass reads, so any
+number of metrics -- built-in or third-party -- share one read of the checkpoints.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar
+
+import torch
+
+Scalar = float | int | str | bool | None
+Fields = dict[str, Scalar]
+
+#: Kinds of metric parameters; the spec loader converts and validates values by kind.
+ParamKind = Literal[
+    "checkpoint",  # a key of the spec's ``checkpoints:`` table
+    "checkpoints",  # a list of such keys (a run, in order)
+    "mask",  # a mask file path, or a key of the checkpoints table
+    "float",
+    "int",
+    "bool",
+    "str",
+    "choice",
+    "floats",
+    "strings",
+]
+
+REQUIRED: Any = object()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One argument a metric accepts under ``args:`` in a spec."""
+
+    name: str
+    kind: ParamKind
+    help: str
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+#: Parameters every tensor-reading metric accepts; the engine applies them before reducers
+#: see a tensor, so skipped and mismatched names are handled once, the same way everywhere.
+SELECTION_PARAMS: tuple[Param, ...] = (
+    Param("include", "strings", "glob patterns of tensor names to compare (default: all)", ()),
+    Param("exclude", "strings", "glob patterns of tensor names to leave out", ()),
+    Param(
+        "on_mismatch",
+        "choice",
+        "a name on one side only or a shape mismatch: 'error' (default) or 'skip' and list it",
+        "error",
+        ("error", "skip"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What is known about a stored tensor without reading it."""
+
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A tensor name left out of a comparison, and why."""
+
+    name: str
+    reason: str
+
+
+class TensorGroup:
+    """One tensor name, as stored in each checkpoint of the read pass.
+
+    ``tensor(key)`` returns the tensor of checkpoint ``key`` (a read-only CPU tensor, possibly
+    backed by a memory map: never write into it).  ``memo(key, compute)`` shares derived
+    values (a changed-mask, |Δ|) between the metrics fed from this same read.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        loader: Callable[[str], torch.Tensor],
+        meta: Callable[[str], TensorMeta],
+    ) -> None:
+        self.name = name
+        self._loader = loader
+        self._meta = meta
+        self._memo: dict[Any, Any] = {}
+
+    def tensor(self, checkpoint: str) -> torch.Tensor:
+        return self._loader(checkpoint)
+
+    def meta(self, checkpoint: str) -> TensorMeta:
+        return self._meta(checkpoint)
+
+    def memo(self, key: Any, compute: Callable[[], T]) -> T:
+        """Return ``compute()``, computed once per tensor name and ``key`` for all metrics."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value: T = self._memo[key]
+        return value
+
+
+@dataclass
+class MetricResult:
+    """What a metric computed.
+
+    ``value`` is the primary number (``fields[value_field]``); ``groups`` maps a granularity
+    (``tensor``, ``layer``, ``module``, …) to group key → fields, each group carrying
+    ``value_field`` too, so ``per:`` expectations apply to groups like to the whole.
+    """
+
+    metric: str
+    value_field: str
+    fields: Fields
+    definition: str
+    groups: dict[str, dict[str, Fields]] = field(default_factory=dict)
+    series: dict[str, list[Scalar]] = field(default_factory=dict)
+    skipped: list[SkippedTensor] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def value(self) -> Scalar:
+        return self.fields.get(self.value_field)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value_field": self.value_field,
+            "value": self.value,
+            "definition": self.definition,
+            "fields": dict(self.fields),
+            "groups": {k: dict(v) for k, v in self.groups.items()},
+            "series": dict(self.series),
+            "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricResult:
+        return cls(
+            metric=data["metric"],
+            value_field=data["value_field"],
+            fields=dict(data["fields"]),
+            definition=data["definition"],
+            groups={k: dict(v) for k, v in data.get("groups", {}).items()},
+            series=dict(data.get("series", {})),
+            skipped=[SkippedTensor(s["name"], s["reason"]) for s in data.get("skipped", [])],
+            notes=list(data.get("notes", [])),
+        )
+
+
+class Reducer(ABC):
+    """Accumulates one check's metric over the tensor names of the pass."""
+
+    @abstractmethod
+    def update(self, group: TensorGroup) -> None:
+        """Take one tensor name (called once per selected name, in storage order)."""
+
+    @abstractmethod
+    def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
+        """Return the result; ``skipped`` lists the names the engine left out, and why."""
+
+
+class Metric(ABC):
+    """A measurable property of checkpoints, registered by ``sparsecheck_add_metrics``."""
+
+    #: Name used under ``metric:`` in specs.
+    name: ClassVar[str]
+    #: One line for ``sparsecheck metrics``.
+    summary: ClassVar[str]
+    #: The metric's own parameters (``SELECTION_PARAMS`` are added when ``reads_tensors``).
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: The field that is the primary value, compared by ``expect: {gt: …}``.
+    value_field: ClassVar[str]
+    #: Granularities a spec may ask for with ``per:``.
+    granularities: ClassVar[tuple[str, ...]] = ()
+    #: Whether the engine streams tensors to this metric's reducer.
+    reads_tensors: ClassVar[bool] = True
+
+    @classmethod
+    def all_params(cls) -> tuple[Param, ...]:
+        return cls.params + (SELECTION_PARAMS if cls.reads_tensors else ())
+
+    def checkpoints(self, args: Mapping[str, Any]) -> list[str]:
+        """Keys of the checkpoints this check reads, in order (default: checkpoint params)."""
+        keys: list[str] = []
+        for param in self.all_params():
+            value = args.get(param.name)
+            if param.kind == "checkpoint" and isinstance(value, str):
+                keys.append(value)
+            elif param.kind == "checkpoints" and isinstance(value, list):
+                keys.extend(value)
+        return keys
+
+    @abstractmethod
+    def reducer(self, args: Mapping[str, Any]) -> Reducer:
+        """Return a fresh reducer for one check with validated ``args``."""
