@@ -77,6 +77,10 @@ class Config:
             self._metrics = collect_metrics(self.pluginmanager)
         return self._metrics
 
+    def refresh_metrics(self) -> None:
+        """Forget the metrics built so far (a plugin registered since may add some)."""
+        self._metrics = None
+
     def metric(self, name: str) -> Metric:
         try:
             return self.metrics[name]
@@ -96,5 +100,7 @@ class Session:
     outcomes: list[CheckOutcome] = field(default_factory=list)
     #: Readers opened by the engine, by resolved source (for the JSON report's checkpoint list).
     checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Seconds each check spent in its metric, reads it triggered included, by nodeid.
+    durations: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     exitstatus: int = 0

@@ -106,12 +106,11 @@ def load_local_plugin(pm: pluggy.PluginManager, folder: Path) -> ModuleType | No
     return module
 
 
-def collect_metrics(pm: pluggy.PluginManager) -> dict[str, Metric]:
-    """Call every ``sparsecheck_add_metrics`` implementation; a name clash names both plugins."""
+def metric_owners(pm: pluggy.PluginManager) -> list[tuple[str, Metric]]:
+    """Every metric any plugin registers, with the registering plugin's name, in hook order."""
     from sparsecheck.metrics._api import Metric
 
-    metrics: dict[str, Metric] = {}
-    owners: dict[str, str] = {}
+    found: list[tuple[str, Metric]] = []
     for impl in pm.hook.sparsecheck_add_metrics.get_hookimpls():
         for metric in impl.function() or ():
             if not isinstance(metric, Metric):
@@ -119,11 +118,20 @@ def collect_metrics(pm: pluggy.PluginManager) -> dict[str, Metric]:
                     f"plugin {impl.plugin_name!r}: sparsecheck_add_metrics returned "
                     f"{metric!r}, not a sparsecheck.Metric"
                 )
-            if metric.name in metrics:
-                raise PluginError(
-                    f"metric {metric.name!r} is registered by both plugin "
-                    f"{owners[metric.name]!r} and plugin {impl.plugin_name!r}"
-                )
-            metrics[metric.name] = metric
-            owners[metric.name] = impl.plugin_name
+            found.append((impl.plugin_name, metric))
+    return found
+
+
+def collect_metrics(pm: pluggy.PluginManager) -> dict[str, Metric]:
+    """Metrics by name; a name registered twice is an error naming both plugins."""
+    metrics: dict[str, Metric] = {}
+    owners: dict[str, str] = {}
+    for plugin, metric in metric_owners(pm):
+        if metric.name in metrics:
+            raise PluginError(
+                f"metric {metric.name!r} is registered by both plugin "
+                f"{owners[metric.name]!r} and plugin {plugin!r}"
+            )
+        metrics[metric.name] = metric
+        owners[metric.name] = plugin
     return metrics

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from sparsecheck.metrics._api import TensorMeta
 
@@ -48,8 +48,10 @@ class CheckpointReader(ABC):
         return {}
 
     @abstractmethod
-    def read(self, name: str) -> torch.Tensor:
-        """Return one tensor on the CPU; treat it as read-only (it may map the file)."""
+    def read(self, name: str) -> np.ndarray:
+        """Return one tensor's stored data as a read-only numpy array of its shape (it may map
+        the file); bfloat16 and float8 come as unsigned integers holding the bits (see
+        ``sparsecheck._dtypes.STORAGE``).  An alias name reads its target."""
 
     def release(self, name: str) -> None:  # noqa: B027 - optional hook, empty by design
         """Tell the reader ``name`` is no longer needed (lets it drop mapped pages)."""

@@ -11,9 +11,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-import torch
+import numpy as np
+
+from sparsecheck._dtypes import to_torch
+
+if TYPE_CHECKING:
+    import torch
 
 Scalar = float | int | str | bool | None
 Fields = dict[str, Scalar]
@@ -71,7 +76,8 @@ class TensorMeta:
     """What is known about a stored tensor without reading it."""
 
     name: str
-    dtype: torch.dtype
+    #: Canonical dtype name: ``bfloat16``, ``float16``, ``float32``, ``float64``, ``int64``, …
+    dtype: str
     shape: tuple[int, ...]
 
     @property
@@ -93,15 +99,17 @@ class SkippedTensor:
 class TensorGroup:
     """One tensor name, as stored in each checkpoint of the read pass.
 
-    ``tensor(key)`` returns the tensor of checkpoint ``key`` (a read-only CPU tensor, possibly
-    backed by a memory map: never write into it).  ``memo(key, compute)`` shares derived
-    values (a changed-mask, |Δ|) between the metrics fed from this same read.
+    ``array(key)`` is the stored data of checkpoint ``key`` as a read-only numpy array (dtypes
+    numpy lacks, bfloat16 and float8, come as unsigned integers holding the bits; ``meta(key)``
+    names the real dtype).  ``tensor(key)`` is the same data as a torch tensor, zero-copy.
+    Never write into either: they may map the checkpoint file.  ``memo(key, compute)`` shares
+    derived values (a changed-mask, |Δ|) between the metrics fed from this same read.
     """
 
     def __init__(
         self,
         name: str,
-        loader: Callable[[str], torch.Tensor],
+        loader: Callable[[str], np.ndarray],
         meta: Callable[[str], TensorMeta],
     ) -> None:
         self.name = name
@@ -109,8 +117,11 @@ class TensorGroup:
         self._meta = meta
         self._memo: dict[Any, Any] = {}
 
-    def tensor(self, checkpoint: str) -> torch.Tensor:
+    def array(self, checkpoint: str) -> np.ndarray:
         return self._loader(checkpoint)
+
+    def tensor(self, checkpoint: str) -> torch.Tensor:
+        return to_torch(self.array(checkpoint), self.meta(checkpoint).dtype)
 
     def meta(self, checkpoint: str) -> TensorMeta:
         return self._meta(checkpoint)

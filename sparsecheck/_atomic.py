@@ -1,0 +1,72 @@
+"""Atomic file writes, and the checks on a file path that an option names.
+
+A reader of the target sees either the old content or the new, never a half-written file:
+the data goes to a temporary file in the same folder, is flushed to disk, then ``os.replace``
+puts it in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from sparsecheck.errors import UsageError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Files are created with the permissions ``open()`` would give them (tempfile's are 0600).
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace the content of ``path`` with ``data`` atomically (the folder must exist)."""
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, _FILE_MODE)
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Replace the content of ``path`` with ``text`` atomically (the folder must exist)."""
+    write_bytes_atomic(path, text.encode(encoding))
+
+
+def prepare_output_path(path: Path, option: str) -> Path:
+    """Check the file path given to ``option`` and create its folder.
+
+    Raises UsageError, naming the option and the path, when the path is a directory or its
+    folder cannot be created.
+    """
+    if path.is_dir():
+        raise UsageError(f"option {option}: {path} is a directory; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"option {option}: cannot create the folder of {path}: {exc.strerror or exc}"
+        ) from None
+    return path
+
+
+def write_output(path: Path, data: bytes, option: str) -> None:
+    """Write the file an option names atomically; an OS error becomes a UsageError."""
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise UsageError(f"option {option}: cannot write {path}: {exc.strerror or exc}") from None

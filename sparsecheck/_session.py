@@ -1,0 +1,119 @@
+"""The run of one session: collect, select, run the pass, judge, report, exit status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from sparsecheck._config import Config, Session
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.errors import SparsecheckError, UsageError
+from sparsecheck.exitcodes import ExitCode
+from sparsecheck.spec._model import Check
+
+
+def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Check] | None = None) -> ExitCode:
+    """Run checks (collected from ``paths``, or given) through every hook; return the exit code.
+
+    Usage errors raised before any check runs (bad spec, bad option) propagate as
+    :class:`~sparsecheck.errors.UsageError`; errors of single checks become ERROR outcomes.
+    """
+    hook = config.hook
+    if checks is None:
+        from sparsecheck.spec._collect import collect
+
+        checks = collect(config, paths)
+    selected = list(checks)
+    hook.sparsecheck_collection_modifyitems(config=config, checks=selected)
+    session = Session(config, checks=selected)
+    if not selected:
+        session.exitstatus = ExitCode.NO_CHECKS_COLLECTED
+        _finish(session)
+        return ExitCode.NO_CHECKS_COLLECTED
+    hook.sparsecheck_sessionstart(session=session)
+    try:
+        for batch in _batches(config, selected):
+            for outcome in _run_batch(session, batch):
+                session.outcomes.append(outcome)
+                hook.sparsecheck_check_report(outcome=outcome)
+            if config.getoption("exitfirst") and any(o.status in _FAILING for o in session.outcomes):
+                break
+        session.exitstatus = exit_status(session.outcomes, bool(config.getoption("strict_warnings")))
+    except KeyboardInterrupt:
+        session.exitstatus = ExitCode.INTERRUPTED
+    _finish(session)
+    return ExitCode(session.exitstatus)
+
+
+_FAILING = (Status.FAIL, Status.ERROR)
+
+
+def _batches(config: Config, checks: list[Check]) -> list[list[Check]]:
+    """One batch for the whole session, or with ``-x`` one batch per set of checkpoints, so
+    a failure stops before the next checkpoints are read."""
+    if not config.getoption("exitfirst"):
+        return [checks]
+    batches: dict[tuple[str, ...], list[Check]] = {}
+    for check in checks:
+        key = tuple(sorted(ref.source for ref in check.checkpoints.values()))
+        batches.setdefault(key, []).append(check)
+    return list(batches.values())
+
+
+def _run_batch(session: Session, checks: list[Check]) -> list[CheckOutcome]:
+    hook = session.config.hook
+    to_run = [c for c in checks if c.skip is None]
+    results = hook.sparsecheck_run_checks(session=session, checks=to_run) if to_run else {}
+    outcomes = []
+    for check in checks:
+        if check.skip is not None:
+            outcomes.append(CheckOutcome(check, Status.SKIP, message=check.skip))
+            continue
+        result = results[check.nodeid]
+        if isinstance(result, BaseException):
+            outcome = error_outcome(check, result)
+        else:
+            outcome = hook.sparsecheck_evaluate(check=check, result=result)
+        outcome.duration = session.durations.get(check.nodeid, 0.0)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def error_outcome(check: Check, error: BaseException) -> CheckOutcome:
+    """An ERROR outcome: a user error names its culprit; anything else is an internal error."""
+    if isinstance(error, UsageError):
+        return CheckOutcome(check, Status.ERROR, message=str(error), error_kind="usage")
+    kind = "usage" if isinstance(error, SparsecheckError) and error.exit_code == ExitCode.USAGE_ERROR else "internal"
+    text = str(error) if isinstance(error, SparsecheckError) else f"{type(error).__name__}: {error}"
+    return CheckOutcome(check, Status.ERROR, message=f"{check.metric}: {text}", error_kind=kind)
+
+
+def exit_status(outcomes: Sequence[CheckOutcome], strict_warnings: bool) -> ExitCode:
+    """Internal error > usage error > failure (or warning, when strict) > OK."""
+    kinds = {o.error_kind for o in outcomes if o.status is Status.ERROR}
+    if "internal" in kinds:
+        return ExitCode.INTERNAL_ERROR
+    if "usage" in kinds:
+        return ExitCode.USAGE_ERROR
+    failing = {Status.FAIL, Status.WARN} if strict_warnings else {Status.FAIL}
+    if any(o.status in failing for o in outcomes):
+        return ExitCode.CHECKS_FAILED
+    return ExitCode.OK
+
+
+def _finish(session: Session) -> None:
+    hook = session.config.hook
+    hook.sparsecheck_sessionfinish(session=session, exitstatus=int(session.exitstatus))
+    hook.sparsecheck_terminal_summary(session=session, write=click.echo)
+
+
+def configure(config: Config) -> None:
+    """Call ``sparsecheck_configure`` (historic: later plugins are configured on register)."""
+    config.hook.sparsecheck_configure.call_historic(kwargs={"config": config})
+
+
+def unconfigure(config: Config) -> None:
+    config.hook.sparsecheck_unconfigure(config=config)
+

@@ -1,0 +1,63 @@
+"""Hub ids (``org/name`` or ``org/name@revision``) resolved to a local snapshot.
+
+Only the ``*.safetensors`` and ``*.json`` files of the repository are fetched, through
+``huggingface_hub.snapshot_download`` (the optional ``hub`` extra), into the usual Hugging Face
+cache; ``HF_HUB_CACHE``, ``HF_HOME`` and ``HF_HUB_OFFLINE`` are read when the id is resolved, so
+an offline run finds snapshots already in the cache.  The snapshot then opens like any folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sparsecheck._manager import hookimpl
+from sparsecheck.checkpoints._formats import open_local
+from sparsecheck.checkpoints._reader import CheckpointReader
+from sparsecheck.errors import CheckpointError
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@[^\s@]+)?")
+ALLOW_PATTERNS = ["*.safetensors", "*.json"]
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+@hookimpl
+def sparsecheck_open_checkpoint(source: str, path: Path | None) -> CheckpointReader | None:
+    if path is not None or not HUB_ID.fullmatch(source):
+        return None
+    repo_id, _, revision = source.partition("@")
+    snapshot = download_snapshot(repo_id, revision or None)
+    if not any(snapshot.glob("*.safetensors")):
+        raise CheckpointError(f"{source}: the hub snapshot at {snapshot} has no .safetensors weights")
+    return open_local(source, snapshot)
+
+
+def download_snapshot(repo_id: str, revision: str | None) -> Path:
+    """The local snapshot folder of ``repo_id`` at ``revision`` (safetensors and json files only)."""
+    hub_id = repo_id + (f"@{revision}" if revision else "")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{hub_id}: no such local path; to read it as a hub id: pip install sparsecheck[hub]"
+        ) from None
+    cache_dir = os.environ.get("HF_HUB_CACHE") or (
+        os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None
+    )
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=offline,
+            allow_patterns=ALLOW_PATTERNS,
+        )
+    except Exception as exc:  # network, cache and repo errors of every kind
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise CheckpointError(
+            f"{hub_id}: no such local path, and the hub id could not be resolved: {reason}"
+        ) from None
+    return Path(folder)

@@ -1,0 +1,35 @@
+"""Opening a checkpoint a spec or the command line names: a local path or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sparsecheck.checkpoints._reader import CheckpointReader
+from sparsecheck.errors import CheckpointError, PluginError
+
+
+def open_checkpoint(hook: Any, source: str, base_dir: Path, revision: str | None = None) -> CheckpointReader:
+    """Open ``source`` through the ``sparsecheck_open_checkpoint`` hook.
+
+    A relative path is taken relative to ``base_dir`` (the spec file's folder) and ``~`` is
+    expanded; when no such file or folder exists the hook gets ``path=None`` and ``source`` as
+    written (a hub id, with ``@revision`` appended when ``revision`` is given).
+    """
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    local = path.resolve() if path.exists() else None
+    if local is None and revision and "@" not in source:
+        source = f"{source}@{revision}"
+    reader = hook.sparsecheck_open_checkpoint(source=source, path=local)
+    if reader is None:
+        raise CheckpointError(
+            f"{source}: no such file or folder (looked for {path}), and not a hub id (org/name[@revision])"
+        )
+    if not isinstance(reader, CheckpointReader):
+        raise PluginError(
+            f"sparsecheck_open_checkpoint returned {type(reader).__name__} for {source!r}, "
+            "not a CheckpointReader"
+        )
+    return reader

@@ -1,0 +1,191 @@
+"""Safetensors files read zero-copy from a memory map, without the safetensors library or torch.
+
+A file is ``<u64 little-endian header length N><N bytes of JSON header><data>``; the header maps
+each tensor name to its dtype, shape and ``data_offsets`` (relative to the data).  The header is
+checked before anything is read (lengths, offsets and sizes within the file, no overlaps), so a
+truncated or corrupt file fails at open with the file and tensor named.  Tensors are numpy views
+of a read-only map; ``release`` drops a tensor's pages from the process so memory stays bounded
+by the largest tensor, not the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import mmap
+import struct
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import numpy as np
+
+from sparsecheck._dtypes import STORAGE
+from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.errors import CheckpointError
+from sparsecheck.metrics._api import TensorMeta
+
+#: Safetensors dtype codes → canonical dtype names.
+DTYPES = {
+    "BOOL": "bool",
+    "U8": "uint8",
+    "I8": "int8",
+    "I16": "int16",
+    "I32": "int32",
+    "I64": "int64",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F32": "float32",
+    "F64": "float64",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
+_CAN_DROP_PAGES = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
+
+
+class SafetensorsFile:
+    """One safetensors file: its validated header and a read-only map of it."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        try:
+            with open(file, "rb") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(0)
+                header_length = self._header_length(handle.read(8), size)
+                header = handle.read(header_length)
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise CheckpointError(f"{file}: cannot read: {exc.strerror or exc}") from None
+        #: Size of the length prefix plus the JSON header: where the data begins.
+        self.data_start = 8 + header_length
+        self.tensors = self._parse(header, size - self.data_start)
+
+    def _header_length(self, prefix: bytes, size: int) -> int:
+        if len(prefix) < 8:
+            raise self._corrupt(f"only {size} bytes, too short for a safetensors file")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > size - 8:
+            raise self._corrupt(
+                f"the header length ({length} bytes) reaches past the end of the file "
+                f"({size} bytes): truncated, or not a safetensors file"
+            )
+        return int(length)
+
+    def _parse(self, header: bytes, data_size: int) -> dict[str, StoredTensor]:
+        try:
+            entries = json.loads(header)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            raise self._corrupt("the header is not valid JSON: not a safetensors file, or corrupt") from None
+        if not isinstance(entries, dict):
+            raise self._corrupt("the header is not a JSON object")
+        tensors: dict[str, StoredTensor] = {}
+        for name, entry in entries.items():
+            if name != "__metadata__":
+                tensors[name] = self._stored(name, entry, data_size)
+        self._check_overlaps(tensors)
+        return tensors
+
+    def _stored(self, name: str, entry: Any, data_size: int) -> StoredTensor:
+        if not isinstance(entry, dict):
+            raise self._corrupt(f"tensor {name!r}: header entry is not an object")
+        code, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if code not in DTYPES:
+            raise self._corrupt(f"tensor {name!r}: unsupported dtype {code!r}")
+        if not _ints(shape) or any(d < 0 for d in shape):
+            raise self._corrupt(f"tensor {name!r}: bad shape {shape!r}")
+        if not _ints(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
+            raise self._corrupt(f"tensor {name!r}: bad data_offsets {offsets!r}")
+        begin, end = offsets
+        if end > data_size:
+            raise self._corrupt(
+                f"tensor {name!r}: data_offsets [{begin}, {end}] reach past the end of the data "
+                f"({data_size} bytes): truncated?"
+            )
+        meta = TensorMeta(name, DTYPES[code], tuple(shape))
+        expected = meta.numel * STORAGE[meta.dtype].itemsize
+        if end - begin != expected:
+            raise self._corrupt(
+                f"tensor {name!r}: {end - begin} bytes stored, but {code} {tuple(shape)} needs {expected}"
+            )
+        return StoredTensor(meta, self.file, self.data_start + begin, end - begin)
+
+    def _check_overlaps(self, tensors: Mapping[str, StoredTensor]) -> None:
+        ordered = sorted((t for t in tensors.values() if t.nbytes), key=lambda t: t.offset)
+        for before, after in itertools.pairwise(ordered):
+            if after.offset < before.offset + before.nbytes:
+                raise self._corrupt(f"tensors {before.meta.name!r} and {after.meta.name!r} overlap")
+
+    def _corrupt(self, detail: str) -> CheckpointError:
+        return CheckpointError(f"{self.file}: corrupt safetensors file: {detail}")
+
+    def array(self, name: str) -> np.ndarray:
+        """The tensor as a read-only numpy view of the map (bits for bfloat16 and float8)."""
+        stored = self.tensors[name]
+        dtype = STORAGE[stored.meta.dtype]
+        if not stored.nbytes:
+            return np.empty(stored.meta.shape, dtype)
+        flat = np.frombuffer(self._map, dtype, stored.meta.numel, stored.offset)
+        return flat.reshape(stored.meta.shape)
+
+    def release(self, name: str) -> None:
+        """Drop the tensor's mapped pages from memory (they are read again from the file if needed)."""
+        stored = self.tensors[name]
+        if not _CAN_DROP_PAGES or not stored.nbytes:
+            return
+        start = stored.offset - stored.offset % mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, start, stored.offset + stored.nbytes - start)
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError):  # arrays still view the map; it closes with the last
+            self._map.close()
+
+
+class SafetensorsReader(CheckpointReader):
+    """A checkpoint of one or more safetensors files (the shards of one model)."""
+
+    def __init__(self, source: str, path: Path, files: Sequence[Path], format: str) -> None:
+        super().__init__(source, path)
+        self.format = format
+        self._files: list[SafetensorsFile] = []
+        self._owner: dict[str, SafetensorsFile] = {}
+        self._tensors: dict[str, StoredTensor] = {}
+        try:
+            for file in files:
+                self._add(SafetensorsFile(file))
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, shard: SafetensorsFile) -> None:
+        self._files.append(shard)
+        for name, stored in shard.tensors.items():
+            if name in self._owner:
+                raise CheckpointError(
+                    f"{shard.file}: tensor {name!r} is also stored in {self._owner[name].file.name}"
+                )
+            self._owner[name] = shard
+            self._tensors[name] = stored
+
+    def tensors(self) -> Mapping[str, StoredTensor]:
+        return self._tensors
+
+    def read(self, name: str) -> np.ndarray:
+        return self._owner[name].array(name)
+
+    def release(self, name: str) -> None:
+        self._owner[name].release(name)
+
+    def fingerprint(self) -> str:
+        root = self.path if self.path.is_dir() else self.path.parent
+        return sampled_fingerprint(root, {shard.file: shard.data_start for shard in self._files})
+
+    def close(self) -> None:
+        for shard in self._files:
+            shard.close()
+
+
+def _ints(value: Any) -> TypeGuard[list[int]]:
+    return isinstance(value, list) and all(type(v) is int for v in value)

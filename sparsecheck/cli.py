@@ -1,0 +1,192 @@
+"""The ``sparsecheck`` command: thin click commands that parse, call and exit with an ExitCode."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import pluggy
+
+from sparsecheck import __version__
+from sparsecheck._config import Config, OptionRegistry
+from sparsecheck._manager import get_plugin_manager
+from sparsecheck._session import configure, run_session, unconfigure
+from sparsecheck.errors import Location, SparsecheckError
+from sparsecheck.exitcodes import ExitCode
+from sparsecheck.metrics._grouping import GRANULARITIES
+from sparsecheck.spec._model import Check, CheckpointRef
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raises for user errors)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        pm = get_plugin_manager(_prescan_plugins(args))
+        registry = OptionRegistry()
+        pm.hook.sparsecheck_addoption.call_historic(kwargs={"options": registry})
+        command = build_cli(pm, registry)
+        result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False)
+        return int(result) if isinstance(result, int) else ExitCode.OK
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("sparsecheck: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except click.ClickException as exc:
+        click.echo(f"sparsecheck: error: {exc.format_message()}", err=True)
+        return ExitCode.USAGE_ERROR
+    except SparsecheckError as exc:
+        click.echo(f"sparsecheck: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("sparsecheck: interrupted", err=True)
+        return ExitCode.INTERRUPTED
+    except Exception:  # noqa: BLE001 - a bug: show it, exit 3
+        click.echo(traceback.format_exc(), err=True)
+        click.echo("sparsecheck: internal error (a bug in sparsecheck or a plugin)", err=True)
+        return ExitCode.INTERNAL_ERROR
+
+
+def _prescan_plugins(args: Sequence[str]) -> list[str]:
+    """The ``-p`` values, needed before parsing: plugins may add options."""
+    found = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "-p" and index + 1 < len(args):
+            found.append(args[index + 1])
+        elif arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
+            found.append(arg[2:].removeprefix("="))
+    return found
+
+
+def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
+    """Options shared by ``run`` and ``diff``: core ones, then those plugins added."""
+    core = [
+        click.Option(["-q", "--quiet"], count=True, help="Less output."),
+        click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
+        click.Option(["--strict-warnings"], is_flag=True, help="WARN counts as a failure (exit 1)."),
+        click.Option(
+            ["-p", "plugins"],
+            multiple=True,
+            metavar="NAME",
+            help="Load plugin module NAME; -p no:NAME disables plugin NAME.",
+        ),
+        click.Option(
+            ["--cache-dir"],
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Folder for the last-failed list and results (default ./.sparsecheck_cache).",
+        ),
+    ]
+
+    def apply(command: click.Command) -> click.Command:
+        command.params.extend(core + registry.options)
+        return command
+
+    return apply
+
+
+def _config(pm: pluggy.PluginManager, options: dict[str, Any]) -> Config:
+    options["verbosity"] = options.pop("verbose", 0) - options.pop("quiet", 0)
+    config = Config(pm, options)
+    configure(config)
+    return config
+
+
+def _run_and_exit(config: Config, **kwargs: Any) -> int:
+    try:
+        return int(run_session(config, **kwargs))
+    finally:
+        unconfigure(config)
+
+
+def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group:
+    """The click group, with the options plugins registered."""
+    session_options = _session_options(registry)
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="sparsecheck")
+    def cli() -> None:
+        """Test what a fine-tuning run changed in a model."""
+
+    @session_options
+    @cli.command()
+    @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+    @click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first failing check.")
+    def run(paths: tuple[Path, ...], **options: Any) -> int:
+        """Run the checks of spec files or folders (default: the specs under this folder)."""
+        config = _config(pm, options)
+        return _run_and_exit(config, paths=list(paths) or [Path.cwd()])
+
+    @session_options
+    @cli.command()
+    @click.argument("base")
+    @click.argument("tuned")
+    @click.option("--per", type=click.Choice(GRANULARITIES), help="Also break down per group.")
+    @click.option("--policy", type=click.Choice(["exact", "atol", "rtol"]), default="atol", show_default=True)
+    @click.option("--tol", type=float, help="The policy's tolerance (default: atol 1e-5, rtol 1e-3).")
+    @click.option("--include", multiple=True, metavar="GLOB", help="Compare only these tensor names.")
+    @click.option("--exclude", multiple=True, metavar="GLOB", help="Leave these tensor names out.")
+    @click.option(
+        "--on-mismatch", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+        help="A name on one side only, or a shape mismatch: fail, or skip and list it.",
+    )
+    def diff(base: str, tuned: str, **options: Any) -> int:
+        """A first look at what changed from BASE to TUNED, without a spec."""
+        args = {key: options.pop(key) for key in ("policy", "tol", "include", "exclude", "on_mismatch")}
+        args["include"], args["exclude"] = list(args["include"]), list(args["exclude"])
+        per = options.pop("per")
+        options["verbose"] = max(1, options.get("verbose", 0))
+        config = _config(pm, options)
+        check = diff_check(base, tuned, args, per)
+        return _run_and_exit(config, checks=[check])
+
+    @cli.command()
+    @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+    @click.option("--schema", "show_schema", is_flag=True, help="Print the spec format's JSON Schema.")
+    def validate(paths: tuple[Path, ...], show_schema: bool) -> int:
+        """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints."""
+        from sparsecheck.spec._collect import collect
+        from sparsecheck.spec._schema import schema_path
+
+        if show_schema:
+            click.echo(schema_path().read_text(encoding="utf-8"))
+            return ExitCode.OK
+        config = Config(pm, {})
+        checks = collect(config, list(paths) or [Path.cwd()])
+        files = {c.spec_path for c in checks}
+        if not checks:
+            click.echo("no checks found", err=True)
+            return ExitCode.NO_CHECKS_COLLECTED
+        click.echo(f"ok: {len(checks)} checks in {len(files)} spec files")
+        return ExitCode.OK
+
+    @cli.command()
+    @click.option("-v", "--verbose", is_flag=True, help="Also list each metric's arguments.")
+    def metrics(verbose: bool) -> int:
+        """List every metric from every plugin, with its arguments."""
+        from sparsecheck.metrics._catalog import format_metrics
+
+        click.echo(format_metrics(pm, verbose))
+        return ExitCode.OK
+
+    return cli
+
+
+def diff_check(base: str, tuned: str, args: dict[str, Any], per: str | None) -> Check:
+    """The check ``sparsecheck diff`` runs: update_sparsity of BASE → TUNED, no expectation."""
+    where = Location("<command line>")
+    refs = {"base": CheckpointRef("base", base, where), "tuned": CheckpointRef("tuned", tuned, where)}
+    return Check(
+        id="diff",
+        metric="update_sparsity",
+        args={"base": "base", "tuned": "tuned", **args},
+        location=where,
+        spec_path=Path.cwd() / "<diff>",
+        checkpoints=refs,
+        per=per,
+    )

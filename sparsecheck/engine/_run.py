@@ -1,0 +1,93 @@
+"""The built-in engine: one read pass over the checkpoints feeds every check's reducer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sparsecheck._config import ReadProgress
+from sparsecheck._manager import hookimpl
+from sparsecheck.checkpoints._reader import StoredTensor
+from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
+from sparsecheck.metrics._api import MetricResult, TensorGroup, TensorMeta
+
+if TYPE_CHECKING:
+    from sparsecheck._config import Session
+    from sparsecheck.spec._model import Check
+
+
+@hookimpl(trylast=True)
+def sparsecheck_run_checks(
+    session: Session, checks: Sequence[Check]
+) -> dict[str, MetricResult | BaseException]:
+    config = session.config
+    planner = Planner(config.hook)
+    try:
+        planned = [planner.plan(check, config.metric(check.metric)) for check in checks]
+        session.checkpoints.update(planner.describe_readers())
+        read_pass(planner, [p for p in planned if p.error is None], config.hook)
+        results = {p.check.nodeid: finish(p) for p in planned}
+        session.durations.update({p.check.nodeid: p.seconds for p in planned})
+        return results
+    finally:
+        planner.close()
+
+
+def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -> None:
+    """Read each needed tensor of each checkpoint once and hand it to every reducer wanting it."""
+    readers = planner.readers
+    where = where_stored(planned)
+    names = storage_order(where, list(readers))
+    wanted: dict[str, list[PlannedCheck]] = {name: [] for name in names}
+    for item in planned:
+        for name in item.names:
+            wanted[name].append(item)
+    total_bytes = sum(s.nbytes for stored in where.values() for s in stored.values())
+    done_bytes, start = 0, time.perf_counter()
+    for index, name in enumerate(names):
+        stored = where[name]
+        loaded: dict[str, np.ndarray] = {}
+
+        def load(rid: str, stored: Mapping[str, StoredTensor] = stored, loaded: dict[str, np.ndarray] = loaded) -> np.ndarray:
+            if rid not in loaded:
+                loaded[rid] = readers[rid].read(stored[rid].meta.name)
+            return loaded[rid]
+
+        def meta(rid: str, stored: Mapping[str, StoredTensor] = stored) -> TensorMeta:
+            return stored[rid].meta
+
+        group = TensorGroup(name, load, meta)
+        for item in wanted[name]:
+            if item.error is not None or item.reducer is None:
+                continue
+            began = time.perf_counter()
+            try:
+                item.reducer.update(group)
+            except Exception as exc:  # noqa: BLE001 - reported as the check's ERROR
+                item.error = exc
+            item.seconds += time.perf_counter() - began
+        loaded.clear()
+        for rid, where_this in stored.items():
+            readers[rid].release(where_this.meta.name)
+            done_bytes += where_this.nbytes
+        hook.sparsecheck_read_progress(  # type: ignore[attr-defined]
+            progress=ReadProgress(index + 1, len(names), done_bytes, total_bytes, time.perf_counter() - start)
+        )
+
+
+def finish(item: PlannedCheck) -> MetricResult | BaseException:
+    """The check's result (pairing notes added), or the error that stopped it."""
+    if item.error is not None or item.reducer is None:
+        return item.error or RuntimeError("no reducer")
+    began = time.perf_counter()
+    try:
+        result = item.reducer.finish(item.skipped)
+    except Exception as exc:  # noqa: BLE001 - reported as the check's ERROR
+        return exc
+    finally:
+        item.seconds += time.perf_counter() - began
+    result.notes[:0] = list(item.notes)
+    return result

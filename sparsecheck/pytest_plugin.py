@@ -1,0 +1,125 @@
+"""pytest collects spec files: each check is one test item (entry point ``pytest11``).
+
+Naming rule: files named ``*.sparsecheck.yaml`` / ``*.sparsecheck.yml`` (the ini option
+``sparsecheck_patterns`` changes it).  All selected checks of a session share one read pass,
+run when the first of them runs; each item then judges its own result.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparsecheck._config import Config, Session
+from sparsecheck._manager import get_plugin_manager
+from sparsecheck._session import configure, error_outcome
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.errors import SparsecheckError
+from sparsecheck.spec._model import Check
+
+_CONFIG_KEY = pytest.StashKey[Config]()
+_RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from sparsecheck.spec._collect import SPEC_GLOBS
+
+    parser.addini(
+        "sparsecheck_patterns", type="args", default=list(SPEC_GLOBS),
+        help="glob patterns of the spec files sparsecheck collects",
+    )
+    parser.getgroup("sparsecheck").addoption(
+        "--sparsecheck-plugin", action="append", default=[], metavar="NAME", dest="sparsecheck_plugins",
+        help="load sparsecheck plugin NAME (no:NAME disables one)",
+    )
+
+
+def _config(pytest_config: pytest.Config) -> Config:
+    if _CONFIG_KEY not in pytest_config.stash:
+        pm = get_plugin_manager(pytest_config.getoption("sparsecheck_plugins") or ())
+        config = Config(pm, {"verbosity": -1}, invocation_dir=Path(str(pytest_config.invocation_params.dir)))
+        configure(config)
+        pytest_config.stash[_CONFIG_KEY] = config
+    return pytest_config.stash[_CONFIG_KEY]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFileNode | None:
+    patterns = parent.config.getini("sparsecheck_patterns")
+    if any(fnmatch.fnmatch(file_path.name, p) for p in patterns):
+        node: SpecFileNode = SpecFileNode.from_parent(parent, path=file_path)
+        return node
+    return None
+
+
+class SpecFileNode(pytest.File):
+    """A spec file; its checks are the items."""
+
+    def collect(self) -> Iterator[CheckItem]:
+        config = _config(self.config)
+        try:
+            spec = config.hook.sparsecheck_collect_file(path=self.path, config=config)
+        except SparsecheckError as exc:
+            raise self.CollectError(str(exc)) from None
+        for check in spec.checks if spec else ():
+            item: CheckItem = CheckItem.from_parent(self, name=check.id, check=check)
+            for mark in check.marks:
+                item.add_marker(mark)
+            yield item
+
+
+class CheckItem(pytest.Item):
+    """One check of a spec file."""
+
+    def __init__(self, *, check: Check, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+
+    def runtest(self) -> None:
+        if self.check.skip is not None:
+            pytest.skip(self.check.skip)
+        outcome = self._outcome()
+        if outcome.status in (Status.FAIL, Status.ERROR):
+            raise CheckFailed(outcome)
+        if outcome.status is Status.WARN:
+            import warnings
+
+            warnings.warn(f"{self.check.id}: {outcome.message}", UserWarning, stacklevel=1)
+
+    def _outcome(self) -> CheckOutcome:
+        config = _config(self.config)
+        results = self.session.stash.setdefault(_RESULTS_KEY, {})
+        if self.check.nodeid not in results:
+            pending = [i.check for i in self.session.items if isinstance(i, CheckItem) and i.check.skip is None]
+            session = Session(config, checks=pending)
+            results.update(config.hook.sparsecheck_run_checks(session=session, checks=pending))
+        result = results[self.check.nodeid]
+        if isinstance(result, BaseException):
+            return error_outcome(self.check, result)
+        outcome: CheckOutcome = config.hook.sparsecheck_evaluate(check=self.check, result=result)
+        return outcome
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CheckFailed):
+            o = excinfo.value.outcome
+            lines = [f"{o.status.value}: {o.message}"]
+            if o.expectation:
+                lines.append(f"  expected: {o.expectation}")
+            lines += [f"  value:    {o.value}", f"  spec:     {self.check.location}"]
+            return "\n".join(lines)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.check.location.line
+        return self.path, None if line is None else line - 1, f"{self.check.metric}: {self.check.id}"
+
+
+class CheckFailed(Exception):
+    """Raised by a check item whose check failed or errored."""
+
+    def __init__(self, outcome: CheckOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome

@@ -1,0 +1,80 @@
+"""The life of a report written to a file an option names (``--json``, ``--junitxml``, ``--md``).
+
+The format's module adds the option and, in ``sparsecheck_configure``, calls
+:meth:`FileReport.configure`; when the option is set, an instance is registered as a plugin
+that collects the outcomes, writes the file atomically when the session finishes, names it
+in the terminal summary and unregisters itself at ``sparsecheck_unconfigure``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import click
+
+from sparsecheck._atomic import prepare_output_path, write_output
+from sparsecheck._config import Config, OptionRegistry, Session
+from sparsecheck._manager import hookimpl
+from sparsecheck.engine._outcome import CheckOutcome
+
+
+class FileReport(ABC):
+    """A report format written to one file when the session finishes."""
+
+    #: Name the instance is registered under, e.g. ``json-report``.
+    plugin_name: ClassVar[str]
+    #: The option's flag (``--json``) and its key in ``config.options`` (``json_path``).
+    flag: ClassVar[str]
+    dest: ClassVar[str]
+    #: Shown in the terminal summary, e.g. ``JSON report``.
+    title: ClassVar[str]
+
+    def __init__(self, config: Config, path: pathlib.Path) -> None:
+        self.config = config
+        self.path = path
+        self.outcomes: list[CheckOutcome] = []
+        self.written = False
+
+    @classmethod
+    def add_option(cls, options: OptionRegistry, help: str) -> None:
+        options.add(
+            cls.flag,
+            cls.dest,
+            metavar="FILE",
+            help=help,
+            default=None,
+            type=click.Path(dir_okay=False, path_type=pathlib.Path),
+        )
+
+    @classmethod
+    def configure(cls, config: Config) -> None:
+        """Register an instance when the option is set (its path checked, its folder made)."""
+        path = config.getoption(cls.dest)
+        if path is not None:
+            report = cls(config, prepare_output_path(pathlib.Path(path), cls.flag))
+            config.pluginmanager.register(report, name=cls.plugin_name)
+
+    @abstractmethod
+    def render(self, session: Session, exitstatus: int) -> bytes:
+        """The file's content."""
+
+    @hookimpl
+    def sparsecheck_check_report(self, outcome: CheckOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    @hookimpl
+    def sparsecheck_sessionfinish(self, session: Session, exitstatus: int) -> None:
+        write_output(self.path, self.render(session, int(exitstatus)), self.flag)
+        self.written = True
+
+    @hookimpl
+    def sparsecheck_terminal_summary(self, write: Callable[[str], None]) -> None:
+        if self.written and self.config.getoption("verbosity", 0) >= 0:
+            write(f"{self.title} written to {self.path}")
+
+    @hookimpl
+    def sparsecheck_unconfigure(self, config: Config) -> None:
+        config.pluginmanager.unregister(self)

@@ -1,0 +1,74 @@
+"""``--json FILE``: every check's outcome and result, and the checkpoints read, as strict JSON.
+
+Shape (keys in this order)::
+
+    {"sparsecheck_version", "created", "duration", "exitstatus",
+     "summary": {"passed", "failed", "warned", "errors", "skipped", "deselected", "total"},
+     "checkpoints": [{"source", "path", "format", "dtypes", "fingerprint"}, ...],
+     "checks": [CheckOutcome.to_dict(), ...]}
+
+Not-a-number and infinite values become ``null``; paths and other objects become strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import sparsecheck
+from sparsecheck._config import Config, OptionRegistry, Session
+from sparsecheck._manager import hookimpl
+from sparsecheck.reports._filereport import FileReport
+from sparsecheck.reports._table import COUNT_NAMES, status_counts
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None and tuples by lists, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+class JsonReport(FileReport):
+    plugin_name = "json-report"
+    flag = "--json"
+    dest = "json_path"
+    title = "JSON report"
+
+    def document(self, session: Session, exitstatus: int) -> dict[str, Any]:
+        counts = status_counts(self.outcomes)
+        summary: dict[str, int] = {COUNT_NAMES[s]: n for s, n in counts.items()}
+        summary["deselected"] = len(session.config.deselected)
+        summary["total"] = len(self.outcomes)
+        return {
+            "sparsecheck_version": sparsecheck.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "duration": round(time.time() - session.started, 3),
+            "exitstatus": exitstatus,
+            "summary": summary,
+            "checkpoints": list(session.checkpoints.values()),
+            "checks": [outcome.to_dict() for outcome in self.outcomes],
+        }
+
+    def render(self, session: Session, exitstatus: int) -> bytes:
+        document = strict_json(self.document(session, exitstatus))
+        text = json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False, default=str)
+        return (text + "\n").encode("utf-8")
+
+
+@hookimpl
+def sparsecheck_addoption(options: OptionRegistry) -> None:
+    JsonReport.add_option(options, "write a JSON report of every check and checkpoint to FILE")
+
+
+@hookimpl
+def sparsecheck_configure(config: Config) -> None:
+    JsonReport.configure(config)

@@ -1,0 +1,106 @@
+"""``--md FILE``: GitHub-flavoured markdown, ready for ``$GITHUB_STEP_SUMMARY``.
+
+A heading with the overall result, the results table with each status as an emoji and text,
+and a section per failed (and warned) check with its message and spec location.  The file is
+replaced, not appended to.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from tabulate import tabulate
+
+from sparsecheck._config import Config, OptionRegistry, Session
+from sparsecheck._manager import hookimpl
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.reports._filereport import FileReport
+from sparsecheck.reports._table import (
+    COLUMN_ALIGN,
+    FAILED,
+    HEADERS,
+    outcome_message,
+    outcome_rows,
+    overall_status,
+    summary_text,
+)
+
+EMOJI = {
+    Status.PASS: "✅",
+    Status.FAIL: "❌",
+    Status.WARN: "⚠️",
+    Status.ERROR: "💥",
+    Status.SKIP: "⏭",
+}
+
+
+def show_status(status: Status) -> str:
+    return f"{EMOJI[status]} {status.value}"
+
+
+def table_cell(text: str) -> str:
+    """``text`` safe inside a table cell: pipes escaped, line breaks as ``<br>``."""
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def code_block(text: str) -> str:
+    """``text`` fenced so that no backtick run inside it can close the fence."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _section(title: str, outcomes: list[CheckOutcome]) -> list[str]:
+    lines = ["", f"### {title}"]
+    for outcome in outcomes:
+        lines += [
+            "",
+            f"**{show_status(outcome.status)} `{outcome.check.id}`** at `{outcome.check.location}`",
+            "",
+            code_block(outcome_message(outcome)),
+        ]
+    return lines
+
+
+def render_markdown(outcomes: list[CheckOutcome], deselected: int, duration: float) -> str:
+    """The whole document."""
+    status = overall_status(outcomes)
+    lines = [f"## {EMOJI[status]} sparsecheck: {summary_text(outcomes, deselected, duration)}"]
+    if outcomes:
+        rows = [[table_cell(cell) for cell in row] for row in outcome_rows(outcomes, show_status)]
+        lines += [
+            "",
+            tabulate(rows, headers=HEADERS, tablefmt="github", colalign=COLUMN_ALIGN, disable_numparse=True),
+        ]
+    failed = [o for o in outcomes if o.status in FAILED]
+    warned = [o for o in outcomes if o.status is Status.WARN]
+    if failed:
+        lines += _section("Failures", failed)
+    if warned:
+        lines += _section("Warnings", warned)
+    return "\n".join(lines) + "\n"
+
+
+class MarkdownReport(FileReport):
+    plugin_name = "markdown-report"
+    flag = "--md"
+    dest = "md_path"
+    title = "Markdown report"
+
+    def render(self, session: Session, exitstatus: int) -> bytes:
+        deselected = len(session.config.deselected)
+        text = render_markdown(self.outcomes, deselected, time.time() - session.started)
+        return text.encode("utf-8")
+
+
+@hookimpl
+def sparsecheck_addoption(options: OptionRegistry) -> None:
+    MarkdownReport.add_option(
+        options, "write a GitHub-flavoured markdown summary (for $GITHUB_STEP_SUMMARY) to FILE"
+    )
+
+
+@hookimpl
+def sparsecheck_configure(config: Config) -> None:
+    MarkdownReport.configure(config)

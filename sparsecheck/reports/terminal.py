@@ -1,0 +1,215 @@
+"""The terminal output: per-check lines (``-v``), a read progress bar, the results table and
+the summary line.
+
+Verbosity (``config.options["verbosity"]``): ``-q`` (< 0) prints only the failures and the
+summary line; the default adds the results table and the warnings; ``-v`` adds a line per
+check as it is judged and, per check, its breakdown by group, notes and skipped tensors
+(``-vv`` shows every group row).  Status colours appear only on a terminal.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Generator
+
+import click
+from tabulate import tabulate
+
+from sparsecheck._config import Config, ReadProgress, Session
+from sparsecheck._manager import hookimpl
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.metrics._api import Fields
+from sparsecheck.reports._table import (
+    format_value,
+    COLUMN_ALIGN,
+    FAILED,
+    HEADERS,
+    format_duration,
+    format_value,
+    outcome_message,
+    outcome_rows,
+    overall_status,
+    summary_text,
+)
+
+Write = Callable[[str], None]
+
+STATUS_COLORS = {
+    Status.PASS: "green",
+    Status.FAIL: "red",
+    Status.WARN: "yellow",
+    Status.ERROR: "magenta",
+    Status.SKIP: "cyan",
+}
+#: Field columns of a breakdown table (the group key column comes on top).
+MAX_FIELD_COLUMNS = 8
+#: Group rows shown at ``-v``; ``-vv`` shows all.
+MAX_GROUP_ROWS = 30
+#: Seconds between two redraws of the progress bar.
+PROGRESS_INTERVAL = 0.1
+PROGRESS_BAR_WIDTH = 20
+
+
+def styled_status(status: Status, width: int = 0) -> str:
+    return click.style(status.value.ljust(width), fg=STATUS_COLORS[status], bold=True)
+
+
+def format_sizes(done: float, total: float) -> str:
+    """``0.25/1.02 GB`` (in MB below a gigabyte)."""
+    unit, scale = ("GB", 1e9) if total >= 1e9 else ("MB", 1e6)
+    return f"{done / scale:.2f}/{total / scale:.2f} {unit}"
+
+
+def progress_line(progress: ReadProgress) -> str:
+    """``[#####...............] 12/340 tensors  0.25/1.02 GB  180 MB/s``."""
+    if progress.bytes_total:
+        fraction = progress.bytes_done / progress.bytes_total
+    else:
+        fraction = progress.tensors_done / max(progress.tensors_total, 1)
+    filled = round(min(max(fraction, 0.0), 1.0) * PROGRESS_BAR_WIDTH)
+    rate = progress.bytes_done / progress.elapsed if progress.elapsed > 0 else 0.0
+    return (
+        f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] "
+        f"{progress.tensors_done}/{progress.tensors_total} tensors  "
+        f"{format_sizes(progress.bytes_done, progress.bytes_total)}  "
+        f"{rate / 1e6:.0f} MB/s"
+    )
+
+
+def group_table(granularity: str, groups: dict[str, Fields], value_field: str) -> list[str]:
+    """Lines of a breakdown table: the group key, the value field, then the other fields."""
+    names = dict.fromkeys([value_field, *(name for fields in groups.values() for name in fields)])
+    shown = list(names)[:MAX_FIELD_COLUMNS]
+    rows = [[key, *(format_value(fields.get(n)) for n in shown)] for key, fields in groups.items()]
+    align = ("left", *["right"] * len(shown))
+    table = tabulate(rows, headers=[granularity, *shown], colalign=align, disable_numparse=True)
+    lines = table.splitlines()
+    hidden = list(names)[MAX_FIELD_COLUMNS:]
+    if hidden:
+        lines.append(f"({len(hidden)} more fields in the JSON report: {', '.join(hidden)})")
+    return lines
+
+
+def _indented(text: str) -> list[str]:
+    return ["    " + line for line in text.splitlines()]
+
+
+class TerminalReporter:
+    """Writes the per-check lines and the progress bar, and the end-of-run summary."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.verbosity: int = config.getoption("verbosity", 0)
+        self.outcomes: list[CheckOutcome] = []
+        self._progress_width = 0
+        self._progress_drawn_at = float("-inf")
+
+    # -- while running ---------------------------------------------------------------------
+
+    @hookimpl
+    def sparsecheck_check_report(self, outcome: CheckOutcome) -> None:
+        self.outcomes.append(outcome)
+        if self.verbosity >= 1:
+            self._clear_progress()
+            time_text = "cached" if outcome.cached else format_duration(outcome.duration)
+            click.echo(f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})")
+
+    @hookimpl
+    def sparsecheck_read_progress(self, progress: ReadProgress) -> None:
+        stderr = sys.stderr
+        if self.verbosity < 0 or stderr is None or not stderr.isatty():
+            return
+        if progress.tensors_done >= progress.tensors_total:
+            self._clear_progress()
+            return
+        now = time.monotonic()
+        if now - self._progress_drawn_at < PROGRESS_INTERVAL:
+            return
+        self._progress_drawn_at = now
+        line = progress_line(progress)[: shutil.get_terminal_size().columns - 1]
+        click.echo("\r" + line.ljust(self._progress_width), nl=False, err=True)
+        self._progress_width = len(line)
+
+    def _clear_progress(self) -> None:
+        if self._progress_width:
+            click.echo("\r" + " " * self._progress_width + "\r", nl=False, err=True)
+            self._progress_width = 0
+
+    @hookimpl
+    def sparsecheck_sessionfinish(self) -> None:
+        self._clear_progress()
+
+    # -- the summary -----------------------------------------------------------------------
+
+    @hookimpl(wrapper=True)
+    def sparsecheck_terminal_summary(self, session: Session, write: Write) -> Generator[None, object, object]:
+        """The table, breakdowns and failures; other plugins' lines; then the summary line."""
+        self._clear_progress()
+        lines: list[str] = []
+        if self.verbosity >= 0 and self.outcomes:
+            rows = outcome_rows(self.outcomes, styled_status)
+            table = tabulate(rows, headers=HEADERS, colalign=COLUMN_ALIGN, disable_numparse=True)
+            lines += ["", *table.splitlines()]
+        if self.verbosity >= 1:
+            for outcome in self.outcomes:
+                lines += self._details(outcome)
+        lines += self._messages("failures", [o for o in self.outcomes if o.status in FAILED])
+        if self.verbosity >= 0:
+            warned = [o for o in self.outcomes if o.status is Status.WARN]
+            lines += self._messages("warnings", warned)
+        for line in lines:
+            write(line)
+        result = yield
+        duration = time.time() - session.started
+        summary = summary_text(self.outcomes, len(self.config.deselected), duration)
+        color = STATUS_COLORS[overall_status(self.outcomes)]
+        write(click.style(summary, fg=color, bold=True))
+        return result
+
+    def _details(self, outcome: CheckOutcome) -> list[str]:
+        """Breakdown tables, notes and skipped tensors of one check's result."""
+        result = outcome.result
+        if result is None:
+            return []
+        title = f"{outcome.check.id} ({result.metric})"
+        fields = [(name, format_value(value)) for name, value in result.fields.items()]
+        lines = ["", f"{title}: {result.definition}", *_indented(tabulate(fields, disable_numparse=True))]
+        shown_granularities = [g for g in result.groups if self.verbosity >= 2 or g == outcome.check.per]
+        for granularity in shown_granularities:
+            groups = result.groups[granularity]
+            lines += ["", f"{title} per {granularity}:"]
+            limit = len(groups) if self.verbosity >= 2 else MAX_GROUP_ROWS
+            shown = dict(list(groups.items())[:limit])
+            lines += group_table(granularity, shown, result.value_field)
+            if len(groups) > limit:
+                lines.append(f"... {len(groups) - limit} more groups (-vv shows all)")
+        if result.notes or result.skipped:
+            lines += ["", f"{title}:"]
+        lines += [f"  note: {note}" for note in result.notes]
+        if result.skipped:
+            lines.append(f"  skipped tensors ({len(result.skipped)}):")
+            lines += [f"    {s.name}: {s.reason}" for s in result.skipped]
+        return lines
+
+    @staticmethod
+    def _messages(title: str, outcomes: list[CheckOutcome]) -> list[str]:
+        """A section listing each outcome's status, id, spec location and message."""
+        if not outcomes:
+            return []
+        lines = ["", click.style(title, bold=True)]
+        for outcome in outcomes:
+            where = outcome.check.location
+            lines.append(f"{styled_status(outcome.status)} {outcome.check.id} at {where}")
+            lines += _indented(outcome_message(outcome))
+        return lines
+
+    @hookimpl
+    def sparsecheck_unconfigure(self, config: Config) -> None:
+        config.pluginmanager.unregister(self)
+
+
+@hookimpl
+def sparsecheck_configure(config: Config) -> None:
+    config.pluginmanager.register(TerminalReporter(config), name="terminalreporter")

@@ -1,0 +1,79 @@
+"""Collecting checks: spec files named on the command line, and folders searched for them.
+
+In a folder, the files matching :data:`SPEC_GLOBS` are collected (sorted, hidden folders,
+``.venv``, ``node_modules``, ``__pycache__`` and the cache folder left out).  Before a spec file
+is loaded, its folder's local plugin file (``sparsecheck_plugin.py``) is registered.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from sparsecheck._config import Config
+from sparsecheck._manager import LOCAL_PLUGIN_FILE, hookimpl, load_local_plugin
+from sparsecheck.errors import UsageError
+from sparsecheck.spec._loader import load_spec
+from sparsecheck.spec._model import Check, SpecFile
+
+#: The naming rule of spec files found in folders.
+SPEC_GLOBS = ("*.sparsecheck.yaml", "*.sparsecheck.yml")
+#: Suffixes the built-in collector reads when a file is named explicitly.
+SPEC_SUFFIXES = (".yaml", ".yml")
+_SKIPPED_FOLDERS = frozenset({".venv", "node_modules", "__pycache__"})
+
+
+@hookimpl(trylast=True)
+def sparsecheck_collect_file(path: Path, config: Config) -> SpecFile | None:
+    """Load ``.yaml``/``.yml`` files as spec files; leave other files to other plugins."""
+    if path.suffix.lower() not in SPEC_SUFFIXES:
+        return None
+    return load_spec(path, config.metrics)
+
+
+def collect(config: Config, paths: Sequence[Path]) -> list[Check]:
+    """The checks of every spec file under ``paths``, in file order (each file once)."""
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+    checks: list[Check] = []
+    seen: set[Path] = set()
+    for path in paths:
+        explicit = not path.is_dir()
+        files = [path] if explicit else list(_spec_files(path, config.cache_dir.resolve()))
+        for file in files:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                checks.extend(_collect_file(config, file, explicit))
+    return checks
+
+
+def _spec_files(folder: Path, cache_dir: Path) -> Iterator[Path]:
+    """Files under ``folder`` matching the naming rule, sorted, each folder before its children."""
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(
+            name
+            for name in folders
+            if not name.startswith(".")
+            and name not in _SKIPPED_FOLDERS
+            and (Path(root) / name).resolve() != cache_dir
+        )
+        for name in sorted(files):
+            if any(fnmatch.fnmatch(name, pattern) for pattern in SPEC_GLOBS):
+                yield Path(root) / name
+
+
+def _collect_file(config: Config, file: Path, explicit: bool) -> list[Check]:
+    if load_local_plugin(config.pluginmanager, file.parent) is not None:
+        config.refresh_metrics()
+    spec: SpecFile | None = config.hook.sparsecheck_collect_file(path=file, config=config)
+    if spec is not None:
+        return spec.checks
+    if explicit:
+        raise UsageError(
+            f"{file}: not a spec file (sparsecheck reads {' and '.join(SPEC_SUFFIXES)} files; "
+            f"a plugin, e.g. in {LOCAL_PLUGIN_FILE}, may collect others)"
+        )
+    return []

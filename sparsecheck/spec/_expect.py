@@ -1,0 +1,191 @@
+"""Judging a metric result against a check's ``expect``/``warn``/``per``/``mostly``.
+
+Without ``per`` every ``expect`` must hold on the result's fields (PASS, else FAIL); when they
+hold but a ``warn`` expectation does not, the check WARNs.  With ``per: G`` the expectations
+apply to each group of granularity ``G``; the check passes when the share of passing groups is
+at least ``mostly`` (default 1), and its value is that share.  A check without ``expect`` is a
+measurement and passes.  A field the result lacks is an ERROR (bad input), naming the fields
+it has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sparsecheck._manager import hookimpl
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.errors import Location
+from sparsecheck.metrics._api import MetricResult, Scalar
+from sparsecheck.spec._model import Check, Expectation, FieldRef, Operand
+
+_SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+#: Failing groups a FAIL message names.
+_WORST_SHOWN = 3
+
+
+class _FieldProblem(Exception):
+    """An expectation names a field the result does not have, or one that is not a number."""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """One expectation on one set of fields."""
+
+    holds: bool
+    #: How far the value is from holding (larger is worse; inf for NaN).
+    shortfall: float
+    #: Why it fails, e.g. ``value 0.62 is not > 0.7``.
+    reason: str
+    location: Location
+
+
+@hookimpl
+def sparsecheck_evaluate(check: Check, result: MetricResult) -> CheckOutcome:
+    return evaluate(check, result)
+
+
+def evaluate(check: Check, result: MetricResult) -> CheckOutcome:
+    """Judge ``result`` against ``check``'s expectations."""
+    expectation = describe(check)
+    if check.skip is not None:
+        return CheckOutcome(check, Status.SKIP, result, expectation=expectation, message=check.skip)
+    try:
+        if check.per is None:
+            status, value, message = _judge_whole(check, result)
+        elif check.per not in result.groups:
+            return CheckOutcome(
+                check,
+                Status.ERROR,
+                result,
+                expectation=expectation,
+                message=f"metric {check.metric!r} returned no per-{check.per} results "
+                f"(it returned: {', '.join(result.groups) or 'none'})",
+                error_kind="internal",
+            )
+        else:
+            status, value, message = _judge_groups(check, result, result.groups[check.per])
+    except _FieldProblem as exc:
+        return CheckOutcome(
+            check, Status.ERROR, result, expectation=expectation, message=str(exc), error_kind="usage"
+        )
+    return CheckOutcome(check, status, result, value=value, expectation=expectation, message=message)
+
+
+def describe(check: Check) -> str:
+    """The check's expectations as text: ``value > 0.7``, ``value >= 0.6 per layer, mostly 0.9``."""
+    text = " and ".join(expectation.describe() for expectation in check.expect)
+    if text and check.per is not None:
+        text += f" per {check.per}" + (f", mostly {check.mostly:g}" if check.mostly is not None else "")
+    return text
+
+
+def _judge_whole(check: Check, result: MetricResult) -> tuple[Status, Scalar, str]:
+    where = f"the {result.metric} result"
+
+    def failures(expectations: Sequence[Expectation]) -> list[str]:
+        verdicts = (_judge(e, result.fields, result.value_field, where) for e in expectations)
+        return [f"{v.reason} ({_short(v.location)})" for v in verdicts if not v.holds]
+
+    failed = failures(check.expect)
+    if failed:
+        return Status.FAIL, result.value, "; ".join(failed)
+    warned = failures(check.warn)
+    if warned:
+        return Status.WARN, result.value, "warning: " + "; ".join(warned)
+    return Status.PASS, result.value, ""
+
+
+def _judge_groups(
+    check: Check, result: MetricResult, groups: Mapping[str, Mapping[str, Scalar]]
+) -> tuple[Status, Scalar, str]:
+    per = check.per
+    if not groups:
+        raise _FieldProblem(f"the result has no {per} groups (did include/exclude leave any tensor?)")
+    mostly = 1.0 if check.mostly is None else check.mostly
+    need = "need all" if check.mostly is None else f"need {check.mostly * 100:g}%"
+
+    def judge(expectations: Sequence[Expectation]) -> tuple[float, bool, str]:
+        failing: list[tuple[str, _Verdict]] = []
+        for key, fields in groups.items():
+            verdicts = [_judge(e, fields, result.value_field, f"{per} group {key!r}") for e in expectations]
+            failed = [v for v in verdicts if not v.holds]
+            if failed:
+                failing.append((key, max(failed, key=lambda v: v.shortfall)))
+        passed = len(groups) - len(failing)
+        summary = f"{passed}/{len(groups)} {per} groups pass ({need})"
+        if failing:
+            failing.sort(key=lambda item: -item[1].shortfall)
+            worst = ", ".join(f"{key!r}: {v.reason}" for key, v in failing[:_WORST_SHOWN])
+            summary += f"; worst {worst} ({_short(failing[0][1].location)})"
+        return passed / len(groups), passed >= mostly * len(groups) - 1e-9, summary
+
+    value = result.value
+    if check.expect:
+        value, ok, summary = judge(check.expect)
+        if not ok:
+            return Status.FAIL, value, summary
+    if check.warn:
+        _, ok, warn_summary = judge(check.warn)
+        if not ok:
+            return Status.WARN, value, "warning: " + warn_summary
+    return Status.PASS, value, summary if check.expect else ""
+
+
+def _short(location: Location) -> str:
+    return f"{location.file}:{location.line}" if location.line is not None else location.file
+
+
+def _judge(expectation: Expectation, fields: Mapping[str, Scalar], value_field: str, where: str) -> _Verdict:
+    name = expectation.field or value_field
+    label = expectation.field or "value"
+    value = _number(fields, name, where)
+    bounds = [_operand(operand, fields, where) for operand in expectation.operands]
+    shown = [
+        _show_operand(operand, bound) for operand, bound in zip(expectation.operands, bounds, strict=True)
+    ]
+    location = expectation.location
+    if math.isnan(value):
+        return _Verdict(False, math.inf, f"{label} is NaN", location)
+    if any(math.isnan(bound) for bound in bounds):
+        return _Verdict(
+            False, math.inf, f"{label} {value:.6g} compared with NaN ({', '.join(shown)})", location
+        )
+    op = expectation.op
+    if op == "between":
+        low, high = bounds
+        shortfall = max(low - value, value - high)
+        reason = f"{label} {value:.6g} is not between {shown[0]} and {shown[1]}"
+    elif op == "eq":
+        distance = abs(value - bounds[0])
+        # A value exactly at the tolerance passes, even when float rounding puts it a hair beyond.
+        at_edge = math.isclose(distance, expectation.tol, rel_tol=1e-9)
+        shortfall = 0.0 if at_edge else distance - expectation.tol
+        tolerance = f" ± {expectation.tol:g}" if expectation.tol else ""
+        reason = f"{label} {value:.6g} is not == {shown[0]}{tolerance}"
+    else:
+        bound = bounds[0]
+        shortfall = bound - value if op in ("gt", "ge") else value - bound
+        reason = f"{label} {value:.6g} is not {_SYMBOLS[op]} {shown[0]}"
+    strict = op in ("gt", "lt")
+    holds = shortfall < 0 if strict else shortfall <= 0
+    return _Verdict(holds, shortfall, reason, location)
+
+
+def _number(fields: Mapping[str, Scalar], name: str, where: str) -> float:
+    if name not in fields:
+        raise _FieldProblem(f"no field {name!r} in {where} (its fields: {', '.join(fields) or 'none'})")
+    value = fields[name]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        shown = "null" if value is None else repr(value)
+        raise _FieldProblem(f"field {name!r} of {where} is {shown}, not a number")
+    return float(value)
+
+
+def _operand(operand: Operand, fields: Mapping[str, Scalar], where: str) -> float:
+    return _number(fields, operand.field, where) if isinstance(operand, FieldRef) else operand
+
+
+def _show_operand(operand: Operand, bound: float) -> str:
+    return f"{operand.field} ({bound:.6g})" if isinstance(operand, FieldRef) else f"{bound:g}"

@@ -1,0 +1,150 @@
+"""Load a spec file: YAML with locations → schema → variables → templates → parametrize → checks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from sparsecheck.errors import Location, SpecError
+from sparsecheck.metrics._api import Metric
+from sparsecheck.spec._check import build_check
+from sparsecheck.spec._messages import did_you_mean, show_value
+from sparsecheck.spec._model import Check, CheckpointRef, SpecFile
+from sparsecheck.spec._parametrize import PRODUCT_KEY, ZIP_KEY, combinations
+from sparsecheck.spec._schema import validate_document
+from sparsecheck.spec._variables import Variables, spec_variables
+from sparsecheck.spec._yaml import YamlMap, load_yaml
+
+#: Template keys merged key by key into a check's own; every other key of the check replaces.
+_MERGED_KEYS = ("args",)
+#: Keys consumed before a check's body is substituted.
+_STRUCTURE_KEYS = ("use", PRODUCT_KEY, ZIP_KEY)
+_BAD_ID_CHARACTERS = re.compile(r"[\s:\[\]]")
+
+
+def load_spec(path: Path, metrics: Mapping[str, Metric]) -> SpecFile:
+    """Load and validate the spec file at ``path`` against the registered ``metrics``.
+
+    Every problem is a :class:`SpecError` at the offending file:line:column.  Checkpoint
+    sources are kept as written (variables substituted); relative ones are relative to
+    ``path.parent``.
+    """
+    filename = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("not a UTF-8 text file", Location(filename)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec file: {exc.strerror or exc}", Location(filename)) from None
+    document = load_yaml(text, filename)
+    if not isinstance(document, YamlMap):
+        found = "empty" if document is None else f"{show_value(document)}, not a mapping"
+        raise SpecError(
+            f"a spec file is a mapping with 'version' and 'checks'; this one is {found}",
+            Location(filename, 1, 1),
+        )
+    validate_document(document)
+    variables = spec_variables(document.get("vars"))
+    checkpoints = _checkpoints(document.get("checkpoints"), variables)
+    templates: YamlMap = document.get("templates") or YamlMap(document.location)
+    checks: list[Check] = []
+    first_seen: dict[str, Location] = {}
+    for node in document["checks"]:
+        for check in _expand(node, templates, variables, path, checkpoints, metrics):
+            if check.id in first_seen:
+                raise SpecError(
+                    f"duplicate check id {check.id!r} (first at line {first_seen[check.id].line})",
+                    check.location,
+                )
+            first_seen[check.id] = check.location
+            checks.append(check)
+    return SpecFile(path=path, checkpoints=checkpoints, checks=checks)
+
+
+def _checkpoints(table: YamlMap | None, variables: Variables) -> dict[str, CheckpointRef]:
+    """The ``checkpoints:`` table, variables substituted (sources are not resolved here)."""
+    refs: dict[str, CheckpointRef] = {}
+    if table is None:
+        return refs
+    for key, entry in table.items():
+        if isinstance(entry, YamlMap):
+            raw, location = entry["path"], entry.value_location("path")
+        else:
+            raw, location = entry, table.value_location(key)
+        source = variables.substitute(raw, location)
+        if not isinstance(source, str) or not source:
+            raise SpecError(
+                f"checkpoints.{key}: expected a path or hub id, got {show_value(source)}", location
+            )
+        revision = None
+        if isinstance(entry, YamlMap) and entry.get("revision") is not None:
+            revision_location = entry.value_location("revision")
+            revision = variables.substitute(entry["revision"], revision_location)
+            if not isinstance(revision, str):
+                raise SpecError(
+                    f"checkpoints.{key}.revision: expected a string, got {show_value(revision)}",
+                    revision_location,
+                )
+        refs[key] = CheckpointRef(key=key, source=source, location=location, revision=revision)
+    return refs
+
+
+def _expand(
+    node: YamlMap,
+    templates: YamlMap,
+    variables: Variables,
+    path: Path,
+    checkpoints: Mapping[str, CheckpointRef],
+    metrics: Mapping[str, Metric],
+) -> list[Check]:
+    """The checks one entry of ``checks:`` stands for: one per parameter combination."""
+    merged = _with_template(node, templates)
+    body = YamlMap(merged.location)
+    for key, value in merged.items():
+        if key not in _STRUCTURE_KEYS:
+            body.put(key, value, merged.key_location(key), merged.value_location(key))
+    checks = []
+    for combination in combinations(merged, variables):
+        scope = variables.with_values(combination.params)
+        substituted = scope.substitute(body, body.location)
+        base_id = substituted["id"]
+        id_location = body.value_location("id")
+        if not isinstance(base_id, str) or not base_id or _BAD_ID_CHARACTERS.search(base_id):
+            raise SpecError(
+                f"id: expected a name without spaces, ':', '[' or ']', got {show_value(base_id)}",
+                id_location,
+            )
+        check_id = base_id + combination.suffix
+        try:
+            check = build_check(substituted, check_id, combination.params, path, checkpoints, metrics)
+        except SpecError as exc:
+            if not combination.suffix:
+                raise
+            raise SpecError(f"{check_id}: {exc.message}", exc.location) from None
+        checks.append(check)
+    return checks
+
+
+def _with_template(node: YamlMap, templates: YamlMap) -> YamlMap:
+    """``node`` over the template it ``use``s: its own keys win, ``args`` merge key by key."""
+    name = node.get("use")
+    if name is None:
+        return node
+    if name not in templates:
+        hint = did_you_mean(name, templates)
+        if not hint:
+            hint = f" (templates: {', '.join(templates)})" if templates else " (the spec has no templates)"
+        raise SpecError(f"unknown template {name!r}{hint}", node.value_location("use"))
+    return _overlay(templates[name], node, _MERGED_KEYS)
+
+
+def _overlay(base: YamlMap, over: YamlMap, merged_keys: tuple[str, ...] = ()) -> YamlMap:
+    """``over``'s keys over ``base``'s; mappings under ``merged_keys`` are overlaid in turn."""
+    merged = YamlMap(over.location)
+    for source in (base, over):
+        for key, value in source.items():
+            if key in merged_keys and isinstance(merged.get(key), YamlMap) and isinstance(value, YamlMap):
+                value = _overlay(merged[key], value)
+            merged.put(key, value, source.key_location(key), source.value_location(key))
+    return merged

@@ -1,0 +1,101 @@
+"""``${env:NAME}`` and ``${name}`` substitution, into strings only (never into keys).
+
+A string that is exactly ``${name}`` takes the variable's value with its type (``tol: ${tol}``
+stays a float); inside a longer string the value is written with ``str()``.  ``$${`` is a
+literal ``${``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sparsecheck.errors import Location, SpecError
+from sparsecheck.spec._messages import did_you_mean
+from sparsecheck.spec._yaml import YamlList, YamlMap
+
+#: ``$${`` (an escaped ``${``), a complete ``${...}``, or an unterminated ``${``.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_ENV_PREFIX = "env:"
+
+
+class Variables:
+    """What ``${...}`` resolves to: ``env:NAME`` from the environment, other names from ``values``."""
+
+    def __init__(self, values: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+        self.values = dict(values)
+        self.environ = os.environ if environ is None else environ
+
+    def with_values(self, values: Mapping[str, Any]) -> Variables:
+        """These variables plus ``values`` (which win on a clash)."""
+        return Variables({**self.values, **values}, self.environ)
+
+    def lookup(self, reference: str, location: Location) -> Any:
+        """The value of ``${reference}``; an unset or unknown one is an error at ``location``."""
+        name = reference.strip()
+        if name.startswith(_ENV_PREFIX):
+            env_name = name.removeprefix(_ENV_PREFIX)
+            if env_name not in self.environ:
+                raise SpecError(f"environment variable {env_name!r} is not set", location)
+            return self.environ[env_name]
+        if name not in self.values:
+            hint = did_you_mean(name, self.values)
+            if not hint:
+                defined = ", ".join(sorted(self.values)) or "none"
+                hint = f" (defined: {defined}; use ${{env:{name}}} for an environment variable)"
+            raise SpecError(f"unknown variable {name!r}{hint}", location)
+        return self.values[name]
+
+    def substitute(self, value: Any, location: Location) -> Any:
+        """``value`` with references replaced in every string of it (keys untouched)."""
+        if isinstance(value, YamlMap):
+            return value.map_values(self.substitute)
+        if isinstance(value, YamlList):
+            return value.map_items(self.substitute)
+        if isinstance(value, str):
+            return self._substitute_string(value, location)
+        return value
+
+    def _substitute_string(self, text: str, location: Location) -> Any:
+        matches = list(_REFERENCE.finditer(text))
+        if not matches:
+            return text
+        whole = matches[0]
+        if len(matches) == 1 and whole.group(0) == text and whole.group(1) is not None:
+            return self.lookup(whole.group(1), location)
+        parts: list[str] = []
+        end = 0
+        for match in matches:
+            parts.append(text[end : match.start()])
+            end = match.end()
+            if match.group(0) == "$${":
+                parts.append("${")
+            elif match.group(1) is None:
+                raise SpecError(f"unterminated '${{' in {text!r} (write '$${{' for a literal)", location)
+            else:
+                parts.append(self._as_text(match.group(1), location))
+        parts.append(text[end:])
+        return "".join(parts)
+
+    def _as_text(self, reference: str, location: Location) -> str:
+        value = self.lookup(reference, location)
+        if isinstance(value, dict | list):
+            raise SpecError(
+                f"variable {reference.strip()!r} is a {'mapping' if isinstance(value, dict) else 'list'}: "
+                "it can only stand alone as a whole value",
+                location,
+            )
+        return str(value)
+
+
+def spec_variables(declared: YamlMap | None, environ: Mapping[str, str] | None = None) -> Variables:
+    """The ``vars:`` of a spec; each value may use ``${env:...}`` and the variables above it."""
+    variables = Variables({}, environ)
+    if declared is None:
+        return variables
+    for name, value in declared.items():
+        resolved = variables.substitute(value, declared.value_location(name))
+        variables = variables.with_values({name: resolved})
+    return variables

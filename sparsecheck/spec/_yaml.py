@@ -1,0 +1,183 @@
+"""Load YAML keeping the file:line:column of every key, mapping, sequence and scalar.
+
+Mappings load as :class:`YamlMap` and sequences as :class:`YamlList`: plain ``dict`` and
+``list`` subclasses that also know where they, their keys and their items stand.  Scalars stay
+plain Python values; their place is kept by the container holding them.  Keys are always the
+text written (``on:`` stays ``"on"``), a duplicate key is an error, floats follow YAML 1.2
+(``1e-5`` is a number) and dates stay strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import yaml
+
+from sparsecheck.errors import Location, SpecError
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_FLOAT_PATTERN = (
+    r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+"
+    r"|[-+]?[0-9][0-9_]*\.[0-9_]*"
+    r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)"
+    r"|\.(?:nan|NaN|NAN))$"
+)
+
+
+class YamlMap(dict[str, Any]):
+    """A mapping that knows where it, each of its keys and each of its values stand."""
+
+    def __init__(self, location: Location) -> None:
+        super().__init__()
+        self.location = location
+        self.key_locations: dict[str, Location] = {}
+        self.value_locations: dict[str, Location] = {}
+
+    def put(self, key: str, value: Any, key_location: Location, value_location: Location) -> None:
+        self[key] = value
+        self.key_locations[key] = key_location
+        self.value_locations[key] = value_location
+
+    def key_location(self, key: str) -> Location:
+        return self.key_locations.get(key, self.location)
+
+    def value_location(self, key: str) -> Location:
+        return self.value_locations.get(key, self.location)
+
+    def map_values(self, function: Callable[[Any, Location], Any]) -> YamlMap:
+        """A copy whose values are ``function(value, value_location)``, locations kept."""
+        copy = YamlMap(self.location)
+        for key, value in self.items():
+            location = self.value_location(key)
+            copy.put(key, function(value, location), self.key_location(key), location)
+        return copy
+
+
+class YamlList(list[Any]):
+    """A sequence that knows where it and each of its items stand."""
+
+    def __init__(self, location: Location) -> None:
+        super().__init__()
+        self.location = location
+        self.item_locations: list[Location] = []
+
+    def put(self, value: Any, location: Location) -> None:
+        self.append(value)
+        self.item_locations.append(location)
+
+    def item_location(self, index: int) -> Location:
+        return self.item_locations[index] if index < len(self.item_locations) else self.location
+
+    def map_items(self, function: Callable[[Any, Location], Any]) -> YamlList:
+        """A copy whose items are ``function(item, item_location)``, locations kept."""
+        copy = YamlList(self.location)
+        for index, value in enumerate(self):
+            location = self.item_location(index)
+            copy.put(function(value, location), location)
+        return copy
+
+
+def location_of(value: Any, default: Location) -> Location:
+    """The location of a container, else ``default`` (the place its parent recorded)."""
+    return value.location if isinstance(value, YamlMap | YamlList) else default
+
+
+def locate(root: Any, path: Iterable[str | int], fallback: Location) -> Location:
+    """The location of the value at ``path`` (keys and indices) below ``root``."""
+    location = location_of(root, fallback)
+    node = root
+    for step in path:
+        if isinstance(node, YamlMap) and isinstance(step, str) and step in node:
+            location = node.value_location(step)
+        elif isinstance(node, YamlList) and isinstance(step, int) and step < len(node):
+            location = node.item_location(step)
+        else:
+            break
+        node = node[step]
+        location = location_of(node, location)
+    return location
+
+
+def to_plain(value: Any) -> Any:
+    """``value`` with every YamlMap/YamlList turned into a plain dict/list."""
+    if isinstance(value, dict):
+        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_plain(item) for item in value]
+    return value
+
+
+class _LocatingLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` building :class:`YamlMap` / :class:`YamlList` with locations."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        super().__init__(text)
+        self.filename = filename
+
+    def location(self, node: yaml.Node) -> Location:
+        mark = node.start_mark
+        return Location(self.filename, mark.line + 1, mark.column + 1)
+
+    def construct_located_map(self, node: yaml.MappingNode) -> Iterator[YamlMap]:
+        data = YamlMap(self.location(node))
+        yield data
+        self._reject_duplicate_keys(node)
+        self.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError("a mapping key must be a plain name", self.location(key_node))
+            value = self.construct_object(value_node, deep=True)
+            data.put(key_node.value, value, self.location(key_node), self.location(value_node))
+
+    def construct_located_list(self, node: yaml.SequenceNode) -> Iterator[YamlList]:
+        data = YamlList(self.location(node))
+        yield data
+        for item_node in node.value:
+            data.put(self.construct_object(item_node, deep=True), self.location(item_node))
+
+    def _reject_duplicate_keys(self, node: yaml.MappingNode) -> None:
+        seen: dict[str, Location] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                continue
+            location = self.location(key_node)
+            if key_node.value in seen:
+                first = seen[key_node.value]
+                raise SpecError(f"duplicate key {key_node.value!r} (first at line {first.line})", location)
+            seen[key_node.value] = location
+
+
+_LocatingLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_FLOAT_TAG, _TIMESTAMP_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LocatingLoader.add_implicit_resolver(_FLOAT_TAG, re.compile(_FLOAT_PATTERN), list("-+0123456789."))
+_LocatingLoader.add_constructor(
+    "tag:yaml.org,2002:map",
+    _LocatingLoader.construct_located_map,
+)
+_LocatingLoader.add_constructor(
+    "tag:yaml.org,2002:seq",
+    _LocatingLoader.construct_located_list,
+)
+
+
+def load_yaml(text: str, filename: str) -> Any:
+    """Parse one YAML document; bad YAML is a :class:`SpecError` at the YAML error's mark."""
+    loader = _LocatingLoader(text, filename)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
+        problem = ", ".join(text for text in (exc.context, exc.problem) if text) or "unreadable"
+        raise SpecError(f"bad YAML: {problem}", location) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"bad YAML: {exc}", Location(filename)) from None
+    finally:
+        loader.dispose()

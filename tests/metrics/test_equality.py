@@ -1,0 +1,115 @@
+"""The equality policies against a straightforward torch reference (METRICS.md definitions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sparsecheck._dtypes import from_torch_dtype
+from sparsecheck.metrics._equality import CHUNK, EqualityPolicy, compare_arrays, delta_quantile
+
+
+def stored(t: torch.Tensor) -> tuple[np.ndarray, str]:
+    """A tensor as the reader hands it over: numpy storage plus dtype name."""
+    name = from_torch_dtype(t.dtype)
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16), name
+    return t.numpy(), name
+
+
+def reference(a: torch.Tensor, b: torch.Tensor, policy: str, tol: float) -> torch.Tensor:
+    """The definitions, spelled out in torch on full tensors.  Identical stored bits are
+    unchanged under every policy (a NaN equals itself only then)."""
+    wide = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    fa, fb = a.to(wide), b.to(wide)
+    differs = fa != fb
+    if a.dtype == b.dtype:
+        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+        differs &= a.view(bits) != b.view(bits)
+    if policy == "exact":
+        return differs
+    delta = (fa - fb).abs()
+    if policy == "atol":
+        return (delta > tol) | (delta.isnan() & differs)
+    return (delta > tol * torch.maximum(fa.abs(), fb.abs())) | (delta.isnan() & differs)
+
+
+def run(a: torch.Tensor, b: torch.Tensor, policy: str, tol: float):  # type: ignore[no-untyped-def]
+    sa, da = stored(a)
+    sb, db = stored(b)
+    return compare_arrays(sa, da, sb, db, EqualityPolicy(policy, tol))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize(("policy", "tol"), [("exact", 0.0), ("atol", 1e-5), ("atol", 1e-3), ("rtol", 1e-3)])
+def test_policies_match_reference(dtype: torch.dtype, policy: str, tol: float) -> None:
+    g = torch.Generator().manual_seed(0)
+    base = (torch.randn(300, 70, generator=g) * 10 ** torch.randint(-5, 1, (300, 70), generator=g)).to(dtype)
+    step = torch.randn(300, 70, generator=g) * 10 ** torch.randint(-7, -1, (300, 70), generator=g)
+    keep = torch.rand(300, 70, generator=g) < 0.6
+    tuned = torch.where(keep, base, (base.double() + step.double()).to(dtype))
+    tuned[0, :4] = torch.tensor([0.0, -0.0, float("nan"), float("inf")], dtype=dtype)
+    base[0, :4] = torch.tensor([-0.0, 0.0, float("nan"), float("inf")], dtype=dtype)
+    got = run(base, tuned, policy, tol)
+    want = reference(base, tuned, policy, tol)
+    assert np.array_equal(got.mask, want.numpy())
+    assert got.changed == int(want.sum())
+    assert got.moved == int(reference(base, tuned, "exact", 0).sum())
+
+
+def test_exact_and_atol_disagree_on_tiny_weights() -> None:
+    # bf16 weights near 1e-3 move by less than 1e-5 per step of precision: exact sees the
+    # change, atol 1e-5 does not.
+    base = torch.full((1000,), 1e-3, dtype=torch.bfloat16)
+    tuned = base.clone()
+    tuned[:250] = torch.nextafter(base[:250].float(), torch.tensor(1.0)).to(torch.bfloat16)
+    tuned[:250] = (base[:250].float() + 4e-6).to(torch.bfloat16)
+    assert (tuned[:250] != base[:250]).all()
+    assert run(base, tuned, "exact", 0).changed == 250
+    assert run(base, tuned, "atol", 1e-5).changed == 0
+
+
+def test_nan_bits() -> None:
+    nan_a = torch.tensor([0x7FC00000], dtype=torch.int32).view(torch.float32)
+    nan_b = torch.tensor([0x7FC00001], dtype=torch.int32).view(torch.float32)
+    assert run(nan_a, nan_a.clone(), "exact", 0).changed == 0
+    assert run(nan_a, nan_b, "exact", 0).changed == 1
+    # a weight that became NaN is changed under every policy
+    for policy in ("atol", "rtol"):
+        assert run(torch.tensor([1.0]), nan_a, policy, 1e9).changed == 1
+
+
+def test_mixed_dtypes_compare_in_float32() -> None:
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(5000, generator=g)
+    tuned = base.to(torch.bfloat16)  # rounding moves most entries by more than 1e-5
+    got = run(base, tuned, "atol", 1e-5)
+    want = (base - tuned.float()).abs() > 1e-5
+    assert got.changed == int(want.sum())
+    assert got.dtypes == ("float32", "bfloat16")
+
+
+def test_chunk_boundaries_and_sparsity_if_bf16() -> None:
+    g = torch.Generator().manual_seed(2)
+    n = 2 * CHUNK + 12345
+    base = torch.randn(n, generator=g)
+    tuned = base.clone()
+    idx = torch.randperm(n, generator=g)[: n // 10]
+    tuned[idx] += torch.randn(idx.numel(), generator=g) * 1e-3
+    got = run(base, tuned, "atol", 1e-5)
+    assert got.changed == int(((base - tuned).abs() > 1e-5).sum())
+    ref_bf16 = base.to(torch.bfloat16) != tuned.to(torch.bfloat16)
+    assert got.changed_if_bf16 == int(ref_bf16.sum())
+    deltas = (base - tuned).abs()
+    nonzero = deltas[deltas > 0].double().numpy()
+    for q in (0.5, 0.9, 0.99):
+        exact = float(np.quantile(nonzero, q))
+        approx = delta_quantile(got.delta_histogram, q)
+        assert exact / 1.25 <= approx <= exact * 1.25
+    assert got.max_abs_delta == pytest.approx(float(deltas.max()), rel=1e-6)
+
+
+def test_bf16_pair_has_no_bf16_rounding_field() -> None:
+    a = torch.randn(100).to(torch.bfloat16)
+    assert run(a, a.clone(), "atol", 1e-5).changed_if_bf16 is None
