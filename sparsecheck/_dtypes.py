@@ -65,7 +65,8 @@ def widen(array: np.ndarray, dtype: str, wide: np.dtype) -> np.ndarray:
         out = (array.astype(np.uint32) << 16).view(np.float32)
         return out if wide == np.float32 else out.astype(wide)
     if dtype.startswith("float8"):
-        return _float8_table(dtype)[array].astype(wide, copy=False)
+        values: np.ndarray = _float8_table(dtype)[array]
+        return values.astype(wide, copy=False)
     return array.astype(wide, copy=False)
 
 

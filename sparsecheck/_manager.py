@@ -67,10 +67,10 @@ def get_plugin_manager(plugins: Iterable[str] = ()) -> pluggy.PluginManager:
         if pm.is_blocked(name) or pm.get_plugin(name) is not None:
             continue
         try:
-            module = importlib.import_module(name)
+            plugin = importlib.import_module(name)
         except ImportError as exc:
             raise UsageError(f"-p {name}: cannot import plugin module: {exc}") from None
-        register(pm, module, name)
+        register(pm, plugin, name)
     return pm
 
 
@@ -112,7 +112,8 @@ def metric_owners(pm: pluggy.PluginManager) -> list[tuple[str, Metric]]:
 
     found: list[tuple[str, Metric]] = []
     for impl in pm.hook.sparsecheck_add_metrics.get_hookimpls():
-        for metric in impl.function() or ():
+        returned = impl.function() or ()
+        for metric in returned if isinstance(returned, Iterable) else [returned]:
             if not isinstance(metric, Metric):
                 raise PluginError(
                     f"plugin {impl.plugin_name!r}: sparsecheck_add_metrics returned "

@@ -14,8 +14,9 @@ from sparsecheck.exitcodes import ExitCode
 from sparsecheck.spec._model import Check
 
 
-def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Check] | None = None) -> ExitCode:
-    """Run checks (collected from ``paths``, or given) through every hook; return the exit code.
+def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Check] | None = None) -> Session:
+    """Run checks (collected from ``paths``, or given) through every hook; the session holds
+    the outcomes and ``exitstatus``.
 
     Usage errors raised before any check runs (bad spec, bad option) propagate as
     :class:`~sparsecheck.errors.UsageError`; errors of single checks become ERROR outcomes.
@@ -31,7 +32,7 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
     if not selected:
         session.exitstatus = ExitCode.NO_CHECKS_COLLECTED
         _finish(session)
-        return ExitCode.NO_CHECKS_COLLECTED
+        return session
     hook.sparsecheck_sessionstart(session=session)
     try:
         for batch in _batches(config, selected):
@@ -44,7 +45,7 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
     except KeyboardInterrupt:
         session.exitstatus = ExitCode.INTERRUPTED
     _finish(session)
-    return ExitCode(session.exitstatus)
+    return session
 
 
 _FAILING = (Status.FAIL, Status.ERROR)
@@ -85,7 +86,11 @@ def error_outcome(check: Check, error: BaseException) -> CheckOutcome:
     """An ERROR outcome: a user error names its culprit; anything else is an internal error."""
     if isinstance(error, UsageError):
         return CheckOutcome(check, Status.ERROR, message=str(error), error_kind="usage")
-    kind = "usage" if isinstance(error, SparsecheckError) and error.exit_code == ExitCode.USAGE_ERROR else "internal"
+    kind = (
+        "usage"
+        if isinstance(error, SparsecheckError) and error.exit_code == ExitCode.USAGE_ERROR
+        else "internal"
+    )
     text = str(error) if isinstance(error, SparsecheckError) else f"{type(error).__name__}: {error}"
     return CheckOutcome(check, Status.ERROR, message=f"{check.metric}: {text}", error_kind=kind)
 
@@ -116,4 +121,3 @@ def configure(config: Config) -> None:
 
 def unconfigure(config: Config) -> None:
     config.hook.sparsecheck_unconfigure(config=config)
-

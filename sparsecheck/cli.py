@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("sparsecheck: interrupted", err=True)
         return ExitCode.INTERRUPTED
-    except Exception:  # noqa: BLE001 - a bug: show it, exit 3
+    except Exception:
         click.echo(traceback.format_exc(), err=True)
         click.echo("sparsecheck: internal error (a bug in sparsecheck or a plugin)", err=True)
         return ExitCode.INTERNAL_ERROR
@@ -99,7 +99,7 @@ def _config(pm: pluggy.PluginManager, options: dict[str, Any]) -> Config:
 
 def _run_and_exit(config: Config, **kwargs: Any) -> int:
     try:
-        return int(run_session(config, **kwargs))
+        return run_session(config, **kwargs).exitstatus
     finally:
         unconfigure(config)
 
@@ -132,7 +132,10 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @click.option("--include", multiple=True, metavar="GLOB", help="Compare only these tensor names.")
     @click.option("--exclude", multiple=True, metavar="GLOB", help="Leave these tensor names out.")
     @click.option(
-        "--on-mismatch", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+        "--on-mismatch",
+        type=click.Choice(["error", "skip"]),
+        default="error",
+        show_default=True,
         help="A name on one side only, or a shape mismatch: fail, or skip and list it.",
     )
     def diff(base: str, tuned: str, **options: Any) -> int:

@@ -63,11 +63,13 @@ def sparsecheck_unconfigure(config: Config) -> None:
 def sparsecheck_add_metrics() -> Sequence[Metric]:
     """Return metric instances to register.  Names must be unique across all plugins; a
     clash is an error naming both plugins."""
+    raise NotImplementedError
 
 
 @hookspec
 def sparsecheck_add_backends() -> Sequence[TrainingBackend]:
     """Return training backends (engines that fine-tune a model, optionally under a mask)."""
+    raise NotImplementedError
 
 
 @hookspec(firstresult=True)
@@ -138,4 +140,3 @@ def sparsecheck_sessionfinish(session: Session, exitstatus: int) -> None:
 @hookspec
 def sparsecheck_terminal_summary(session: Session, write: Any) -> None:
     """Add lines to the terminal summary; ``write(text)`` prints one line."""
-

@@ -29,11 +29,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     from sparsecheck.spec._collect import SPEC_GLOBS
 
     parser.addini(
-        "sparsecheck_patterns", type="args", default=list(SPEC_GLOBS),
+        "sparsecheck_patterns",
+        type="args",
+        default=list(SPEC_GLOBS),
         help="glob patterns of the spec files sparsecheck collects",
     )
     parser.getgroup("sparsecheck").addoption(
-        "--sparsecheck-plugin", action="append", default=[], metavar="NAME", dest="sparsecheck_plugins",
+        "--sparsecheck-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="sparsecheck_plugins",
         help="load sparsecheck plugin NAME (no:NAME disables one)",
     )
 
@@ -93,7 +99,9 @@ class CheckItem(pytest.Item):
         config = _config(self.config)
         results = self.session.stash.setdefault(_RESULTS_KEY, {})
         if self.check.nodeid not in results:
-            pending = [i.check for i in self.session.items if isinstance(i, CheckItem) and i.check.skip is None]
+            pending = [
+                i.check for i in self.session.items if isinstance(i, CheckItem) and i.check.skip is None
+            ]
             session = Session(config, checks=pending)
             results.update(config.hook.sparsecheck_run_checks(session=session, checks=pending))
         result = results[self.check.nodeid]

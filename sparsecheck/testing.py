@@ -7,7 +7,15 @@ compare what a metric reports against the planted masks::
     from sparsecheck.testing import planted_pair
 
     pair = planted_pair(tmp_path, fraction=0.3)      # tmp_path/base, tmp_path/tuned
-    assert my_metric(pair.base, pair.tuned) == pair.sparsity
+    spec = tmp_path / "mine.sparsecheck.yaml"
+    spec.write_text(
+        "version: 1\n"
+        f"checkpoints: {{base: '{pair.base}', tuned: '{pair.tuned}'}}\n"
+        "checks:\n"
+        "  - {id: mine, metric: my_metric, args: {base: base, tuned: tuned}}\n"
+    )
+    session = run_spec(spec, plugins=[my_plugin_module])
+    assert session.outcomes[0].result.value == expected_from(pair.masks)
 
 Changed entries differ from the base after rounding to the tensor's dtype (by more than
 ``min_abs_change``); every other entry is bitwise identical to the base.
@@ -16,13 +24,15 @@ Changed entries differ from the base after rounding to the tensor's dtype (by mo
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from safetensors.torch import save_file
+
+from sparsecheck._config import Config, Session
 
 Layout = Literal["file", "dir", "sharded", "bin", "bin-sharded"]
 
@@ -31,6 +41,7 @@ __all__ = [
     "PlantedPair",
     "plant_changes",
     "planted_pair",
+    "run_spec",
     "tiny_llama_state_dict",
     "write_checkpoint",
 ]
@@ -231,3 +242,29 @@ def planted_pair(
         tuned=write_checkpoint(root / f"tuned{suffix}", tuned, layout),
         masks=masks,
     )
+
+
+def run_spec(
+    *paths: Path,
+    plugins: Sequence[object] = (),
+    options: Mapping[str, Any] | None = None,
+    plugin_names: Sequence[str] = (),
+) -> Session:
+    """Run spec files like ``sparsecheck run`` would and return the session (its outcomes).
+
+    ``plugins`` are extra plugin objects (e.g. your plugin module) registered first;
+    ``plugin_names`` are ``-p`` values; ``options`` are CLI option values by dest name
+    (``{"verbosity": 1, "json_path": Path(...)}``).  Usage errors raise, like the CLI's exit 4.
+    """
+    from sparsecheck._manager import get_plugin_manager, register
+    from sparsecheck._session import configure, run_session, unconfigure
+
+    pm = get_plugin_manager(plugin_names)
+    for index, plugin in enumerate(plugins):
+        register(pm, plugin, name=getattr(plugin, "__name__", f"test-plugin-{index}"))
+    config = Config(pm, {"verbosity": 0, **(options or {})})
+    configure(config)
+    try:
+        return run_session(config, paths=[Path(p) for p in paths])
+    finally:
+        unconfigure(config)

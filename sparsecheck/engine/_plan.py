@@ -80,7 +80,7 @@ class Planner:
                 planned.names, planned.stored = pairing.names, pairing.stored
                 planned.skipped, planned.notes = pairing.skipped, pairing.notes
             planned.reducer = metric.reducer(planned.args)
-        except Exception as exc:  # noqa: BLE001 - reported as the check's ERROR
+        except Exception as exc:
             planned.error = exc
         return planned
 

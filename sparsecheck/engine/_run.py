@@ -51,7 +51,9 @@ def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -
         stored = where[name]
         loaded: dict[str, np.ndarray] = {}
 
-        def load(rid: str, stored: Mapping[str, StoredTensor] = stored, loaded: dict[str, np.ndarray] = loaded) -> np.ndarray:
+        def load(
+            rid: str, stored: Mapping[str, StoredTensor] = stored, loaded: dict[str, np.ndarray] = loaded
+        ) -> np.ndarray:
             if rid not in loaded:
                 loaded[rid] = readers[rid].read(stored[rid].meta.name)
             return loaded[rid]
@@ -66,7 +68,7 @@ def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -
             began = time.perf_counter()
             try:
                 item.reducer.update(group)
-            except Exception as exc:  # noqa: BLE001 - reported as the check's ERROR
+            except Exception as exc:
                 item.error = exc
             item.seconds += time.perf_counter() - began
         loaded.clear()
@@ -85,7 +87,7 @@ def finish(item: PlannedCheck) -> MetricResult | BaseException:
     began = time.perf_counter()
     try:
         result = item.reducer.finish(item.skipped)
-    except Exception as exc:  # noqa: BLE001 - reported as the check's ERROR
+    except Exception as exc:
         return exc
     finally:
         item.seconds += time.perf_counter() - began

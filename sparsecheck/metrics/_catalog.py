@@ -21,9 +21,15 @@ def format_metrics(pm: pluggy.PluginManager, verbose: bool) -> str:
     blocks = [text]
     for _, metric in owners:
         params = [
-            (p.name, p.kind + (f" {'|'.join(p.choices)}" if p.choices else ""),
-             "required" if p.default is REQUIRED else repr(p.default), p.help)
+            (
+                p.name,
+                p.kind + (f" {'|'.join(p.choices)}" if p.choices else ""),
+                "required" if p.default is REQUIRED else repr(p.default),
+                p.help,
+            )
             for p in metric.all_params()
         ]
-        blocks.append(f"\n{metric.name} arguments:\n" + tabulate(params, headers=["arg", "kind", "default", "help"]))
+        blocks.append(
+            f"\n{metric.name} arguments:\n" + tabulate(params, headers=["arg", "kind", "default", "help"])
+        )
     return "\n".join(blocks)

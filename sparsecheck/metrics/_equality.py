@@ -87,7 +87,9 @@ def compare(group: TensorGroup, base: str, tuned: str, policy: EqualityPolicy) -
     )
 
 
-def compare_arrays(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, policy: EqualityPolicy) -> PairComparison:
+def compare_arrays(
+    a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, policy: EqualityPolicy
+) -> PairComparison:
     """Compare stored arrays ``a`` (base) and ``b`` (tuned) entry by entry."""
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
     mask = np.empty(flat_a.shape, dtype=np.bool_)
@@ -95,7 +97,9 @@ def compare_arrays(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, pol
     same_dtype = a_dtype == b_dtype
     is_float = a_dtype in FLOATS or b_dtype in FLOATS
     wide = compute_dtype(a_dtype, b_dtype)
-    bf16_check = is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > PRECISION["bfloat16"]
+    bf16_check = (
+        is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > PRECISION["bfloat16"]
+    )
     changed = moved = changed_bf16 = 0
     max_delta = 0.0
     for start in range(0, flat_a.size, CHUNK):
@@ -114,11 +118,9 @@ def compare_arrays(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, pol
             values_a = widen(ca, a_dtype, wide)
             values_b = widen(cb, b_dtype, wide)
         delta = np.abs(values_a - values_b)
-        if same_dtype and not is_float:
-            differ = np.ones(delta.shape, dtype=np.bool_)  # integer bits differ: values differ
-        else:
-            # NaN != NaN: two NaNs reach here only with different bits (or different dtypes).
-            differ = values_a != values_b
+        # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
+        # only with different bits (or different dtypes).
+        differ = np.ones(delta.shape, dtype=np.bool_) if same_dtype and not is_float else values_a != values_b
         hit = _changed(policy, values_a, values_b, delta, differ)
         if where is None:
             out[...] = hit
@@ -155,9 +157,9 @@ def _changed(
     if policy.name == "exact":
         return differ
     nan = np.isnan(delta) & differ
-    if policy.name == "atol":
-        return (delta > policy.tol) | nan
-    return (delta > policy.tol * np.maximum(np.abs(a), np.abs(b))) | nan
+    bound = policy.tol if policy.name == "atol" else policy.tol * np.maximum(np.abs(a), np.abs(b))
+    changed: np.ndarray = (delta > bound) | nan
+    return changed
 
 
 def delta_quantile(histogram: np.ndarray, q: float) -> float:

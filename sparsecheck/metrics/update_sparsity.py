@@ -65,7 +65,9 @@ class SparsityTally:
             fields["sparsity_if_bf16"] = 1.0 - changed_bf16 / fields["compared"]  # type: ignore[operator]
         fields["abs_delta_max"] = self.max_abs_delta
         for q in QUANTILES:
-            fields[f"abs_delta_p{round(q * 100)}"] = min(delta_quantile(self.histogram, q), self.max_abs_delta)
+            fields[f"abs_delta_p{round(q * 100)}"] = min(
+                delta_quantile(self.histogram, q), self.max_abs_delta
+            )
         fields["dtypes"] = ", ".join(sorted({_dtype_text(c.dtypes) for c in counts}))
         return fields
 
@@ -140,7 +142,7 @@ class UpdateSparsityReducer(Reducer):
 class UpdateSparsity(Metric):
     name = "update_sparsity"
     summary = "fraction of entries unchanged between base and tuned (the seed's Table 1 sense)"
-    params: tuple[Param, ...] = (
+    params = (
         Param("base", "checkpoint", "the checkpoint before the training stage"),
         Param("tuned", "checkpoint", "the checkpoint after it"),
         *POLICY_PARAMS,

@@ -22,7 +22,6 @@ from sparsecheck._manager import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.metrics._api import Fields
 from sparsecheck.reports._table import (
-    format_value,
     COLUMN_ALIGN,
     FAILED,
     HEADERS,

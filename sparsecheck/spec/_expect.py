@@ -121,16 +121,16 @@ def _judge_groups(
             summary += f"; worst {worst} ({_short(failing[0][1].location)})"
         return passed / len(groups), passed >= mostly * len(groups) - 1e-9, summary
 
-    value = result.value
+    value, message = result.value, ""
     if check.expect:
-        value, ok, summary = judge(check.expect)
+        value, ok, message = judge(check.expect)
         if not ok:
-            return Status.FAIL, value, summary
+            return Status.FAIL, value, message
     if check.warn:
-        _, ok, warn_summary = judge(check.warn)
+        _, ok, warned = judge(check.warn)
         if not ok:
-            return Status.WARN, value, "warning: " + warn_summary
-    return Status.PASS, value, summary if check.expect else ""
+            return Status.WARN, value, "warning: " + warned
+    return Status.PASS, value, message
 
 
 def _short(location: Location) -> str:

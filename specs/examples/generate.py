@@ -23,7 +23,12 @@ def main(out: Path) -> None:
     rl_fraction = {name: 0.0 if "norm" in name else 0.18 for name in sft}
     rl_a, _ = plant_changes(sft, rl_fraction, seed=2, magnitude=0.01)
     rl_b, _ = plant_changes(sft, rl_fraction, seed=3, magnitude=0.01)
-    for name, tensors, layout in (("base", base, "dir"), ("sft", sft, "sharded"), ("rl-a", rl_a, "dir"), ("rl-b", rl_b, "dir")):
+    for name, tensors, layout in (
+        ("base", base, "dir"),
+        ("sft", sft, "sharded"),
+        ("rl-a", rl_a, "dir"),
+        ("rl-b", rl_b, "dir"),
+    ):
         write_checkpoint(out / name, tensors, layout=layout)  # type: ignore[arg-type]
     print(f"wrote base, sft, rl-a, rl-b under {out}")
 

@@ -28,8 +28,11 @@ REPORT_MODULES = {
 }
 
 
-def make_check(check_id: str, line: int = 1, metric: str = "update_sparsity") -> Check:
+def make_check(
+    check_id: str, line: int = 1, metric: str = "update_sparsity", per: str | None = None
+) -> Check:
     return Check(
+        per=per,
         id=check_id,
         metric=metric,
         args={"base": "sft", "tuned": "rl"},
@@ -49,8 +52,10 @@ def make_outcome(
     result: MetricResult | None = None,
     duration: float = 0.5,
 ) -> CheckOutcome:
+    """An outcome; a result with a ``layer`` breakdown makes a ``per: layer`` check."""
+    per = "layer" if result is not None and "layer" in result.groups else None
     return CheckOutcome(
-        make_check(check_id, line),
+        make_check(check_id, line, per=per),
         status,
         result=result,
         value=value,

@@ -1,6 +1,6 @@
 """``update_norm``: how large a fine-tuning update is relative to the weights it changed.
 
-relative_norm = ‖θ_tuned − θ_base‖_F / ‖θ_base‖_F, over all compared tensors and per layer,
+relative_norm = ‖θ_tuned - θ_base‖_F / ‖θ_base‖_F, over all compared tensors and per layer,
 module type and tensor.  A model for third-party metric plugins: one Metric, one Reducer, one
 hook implementation, registered through the ``sparsecheck`` entry-point group.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import torch
 
 from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, hookimpl
 
