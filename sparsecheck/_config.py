@@ -102,5 +102,7 @@ class Session:
     checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Seconds each check spent in its metric, reads it triggered included, by nodeid.
     durations: dict[str, float] = field(default_factory=dict)
+    #: Nodeids of the checks whose result came from the result cache.
+    cached: set[str] = field(default_factory=set)
     started: float = field(default_factory=time.time)
     exitstatus: int = 0

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "collect": "sparsecheck.spec._collect",
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",
+    "cache": "sparsecheck.engine._cache",
     "engine": "sparsecheck.engine._run",
     "expectations": "sparsecheck.spec._expect",
     "update_sparsity": "sparsecheck.metrics.update_sparsity",

@@ -78,6 +78,7 @@ def _run_batch(session: Session, checks: list[Check]) -> list[CheckOutcome]:
         else:
             outcome = hook.sparsecheck_evaluate(check=check, result=result)
         outcome.duration = session.durations.get(check.nodeid, 0.0)
+        outcome.cached = check.nodeid in session.cached
         outcomes.append(outcome)
     return outcomes
 

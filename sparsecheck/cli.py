@@ -144,6 +144,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         args["include"], args["exclude"] = list(args["include"]), list(args["exclude"])
         per = options.pop("per")
         options["verbose"] = max(1, options.get("verbose", 0))
+        pm.set_blocked("lastfailed")  # a diff is not a spec run: nothing for --lf to rerun
         config = _config(pm, options)
         check = diff_check(base, tuned, args, per)
         return _run_and_exit(config, checks=[check])

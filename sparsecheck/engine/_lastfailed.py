@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import click
+
 from sparsecheck._atomic import write_text_atomic
 from sparsecheck._manager import hookimpl
 from sparsecheck.engine._outcome import Status
@@ -63,5 +65,10 @@ def sparsecheck_sessionfinish(session: Session) -> None:
         else:
             failed.pop(outcome.check.nodeid, None)
     path = _path(session.config)
-    if failed or path.exists():
+    if not failed and not path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(failed, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        click.echo(f"sparsecheck: warning: cannot write {path}: {exc.strerror or exc}", err=True)

@@ -11,6 +11,7 @@ import numpy as np
 from sparsecheck._config import ReadProgress
 from sparsecheck._manager import hookimpl
 from sparsecheck.checkpoints._reader import StoredTensor
+from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.metrics._api import MetricResult, TensorGroup, TensorMeta
 
@@ -25,11 +26,26 @@ def sparsecheck_run_checks(
 ) -> dict[str, MetricResult | BaseException]:
     config = session.config
     planner = Planner(config.hook)
+    cache = ResultCache.for_config(config)
     try:
         planned = [planner.plan(check, config.metric(check.metric)) for check in checks]
         session.checkpoints.update(planner.describe_readers())
-        read_pass(planner, [p for p in planned if p.error is None], config.hook)
-        results = {p.check.nodeid: finish(p) for p in planned}
+        results: dict[str, MetricResult | BaseException] = {}
+        keys: dict[str, str] = {}
+        for item in planned:
+            if item.error is None:
+                keys[item.check.nodeid] = key = cache.key(item, planner.readers)
+                cached = cache.get(key)
+                if cached is not None:
+                    results[item.check.nodeid] = cached
+                    session.cached.add(item.check.nodeid)
+        to_read = [p for p in planned if p.error is None and p.check.nodeid not in results]
+        read_pass(planner, to_read, config.hook)
+        for item in planned:
+            if item.check.nodeid not in results:
+                results[item.check.nodeid] = result = finish(item)
+                if isinstance(result, MetricResult):
+                    cache.put(keys[item.check.nodeid], result)
         session.durations.update({p.check.nodeid: p.seconds for p in planned})
         return results
     finally:

@@ -134,9 +134,10 @@ def compare_arrays(
             top = finite.astype(np.float32).view(np.uint32) >> HIST_SHIFT
             histogram += np.bincount(top, minlength=HIST_BINS)
         if bf16_check:
-            rounded = round_to_bfloat16_bits(values_a) != round_to_bfloat16_bits(values_b)
-            rounded &= ~((values_a == 0) & (values_b == 0))
-            changed_bf16 += int(np.count_nonzero(rounded))
+            bf16_a, bf16_b = round_to_bfloat16_bits(values_a), round_to_bfloat16_bits(values_b)
+            # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
+            both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
+            changed_bf16 += int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
     return PairComparison(
         numel=int(flat_a.size),
         changed=changed,

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 #: The group of tensors outside any numbered layer (embeddings, final norm, head).
 OTHER = "other"
 GRANULARITIES = ("tensor", "layer", "module")
-_INDEX = re.compile(r"(?:^|\.)(\d+)(?=\.|$)")
+_INDEX = re.compile(r"(?:^|\.)(\d+)(?=\.|$)", re.ASCII)
+_DIGITS = re.compile(r"(\d+)", re.ASCII)
 
 
 def layer_of(name: str) -> str:
@@ -37,7 +38,8 @@ def sort_keys(keys: Iterable[str]) -> list[str]:
     """Natural order (``layers.2`` before ``layers.10``), ``other`` last."""
 
     def natural(key: str) -> tuple[bool, list[int | str]]:
-        parts: list[int | str] = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key)]
+        # re.split with a group alternates text and the captured digit runs (odd positions).
+        parts: list[int | str] = [int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(key))]
         return key == OTHER, parts
 
     return sorted(keys, key=natural)

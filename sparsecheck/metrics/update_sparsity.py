@@ -5,12 +5,14 @@ A built-in plugin, written exactly as a third-party metric plugin would be.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from sparsecheck._dtypes import compute_dtype
 from sparsecheck._manager import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
@@ -71,24 +73,34 @@ class SparsityTally:
         fields["dtypes"] = ", ".join(sorted({_dtype_text(c.dtypes) for c in counts}))
         return fields
 
-    def groups(self) -> dict[str, dict[str, Fields]]:
+    def groups(self, skipped: Sequence[SkippedTensor]) -> dict[str, dict[str, Fields]]:
+        """Fields per group of each granularity; ``skipped`` counts the group's skipped names."""
         groups: dict[str, dict[str, Fields]] = {}
         for granularity in GRANULARITIES:
             members: dict[str, list[_TensorCount]] = {}
             for name, count in self.counts.items():
                 members.setdefault(group_key(granularity, name), []).append(count)
-            groups[granularity] = {key: _sparsity_fields(members[key]) for key in sort_keys(members)}
+            left_out = Counter(group_key(granularity, s.name) for s in skipped)
+            groups[granularity] = {
+                key: {**_sparsity_fields(members[key]), "skipped": left_out[key]}
+                for key in sort_keys(members)
+            }
         for name, fields in groups["tensor"].items():
             del fields["sparsity_mean"], fields["tensors"]
             fields["dtypes"] = _dtype_text(self.counts[name].dtypes)
         return groups
 
-    def mixed_dtype_note(self) -> list[str]:
-        mixed = [n for n, c in self.counts.items() if c.dtypes[0] != c.dtypes[1]]
-        if not mixed:
-            return []
-        pairs = sorted({_dtype_text(self.counts[n].dtypes) for n in mixed})
-        return [f"{len(mixed)} tensors stored in different dtypes ({'; '.join(pairs)}): compared in float32"]
+    def mixed_dtype_notes(self) -> list[str]:
+        """One note per compute dtype used for pairs stored in different dtypes."""
+        by_wide: dict[str, list[tuple[str, str]]] = {}
+        for count in self.counts.values():
+            if count.dtypes[0] != count.dtypes[1]:
+                by_wide.setdefault(compute_dtype(*count.dtypes).name, []).append(count.dtypes)
+        return [
+            f"{len(pairs)} tensor(s) stored in different dtypes "
+            f"({'; '.join(sorted({_dtype_text(p) for p in pairs}))}): compared in {wide}"
+            for wide, pairs in sorted(by_wide.items())
+        ]
 
 
 def _dtype_text(dtypes: tuple[str, str]) -> str:
@@ -133,9 +145,9 @@ class UpdateSparsityReducer(Reducer):
                 f"{self.metric}: fraction of entries unchanged, {self.policy.describe()}, "
                 "numel-weighted (sparsity_mean: unweighted over tensors); METRICS.md"
             ),
-            groups=self.tally.groups(),
+            groups=self.tally.groups(skipped),
             skipped=list(skipped),
-            notes=self.tally.mixed_dtype_note(),
+            notes=self.tally.mixed_dtype_notes(),
         )
 
 
