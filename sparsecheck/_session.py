@@ -52,15 +52,23 @@ _FAILING = (Status.FAIL, Status.ERROR)
 
 
 def _batches(config: Config, checks: list[Check]) -> list[list[Check]]:
-    """One batch for the whole session, or with ``-x`` one batch per set of checkpoints, so
-    a failure stops before the next checkpoints are read."""
+    """One batch for the whole session, or with ``-x`` one batch per set of checkpoints read,
+    so a failure stops before the next checkpoints are read."""
     if not config.getoption("exitfirst"):
         return [checks]
     batches: dict[tuple[str, ...], list[Check]] = {}
     for check in checks:
-        key = tuple(sorted(ref.source for ref in check.checkpoints.values()))
-        batches.setdefault(key, []).append(check)
+        batches.setdefault(_checkpoints_read(config, check), []).append(check)
     return list(batches.values())
+
+
+def _checkpoints_read(config: Config, check: Check) -> tuple[str, ...]:
+    """The identities of the checkpoints ``check`` reads (not its spec's whole table)."""
+    from sparsecheck.engine._plan import reader_id
+
+    keys = config.metric(check.metric).checkpoints(check.args)
+    refs = [check.checkpoints[key] for key in keys if key in check.checkpoints]
+    return tuple(sorted({reader_id(ref, check.spec_path.parent) for ref in refs}))
 
 
 def _run_batch(session: Session, checks: list[Check]) -> list[CheckOutcome]:

@@ -64,18 +64,26 @@ def _prescan_plugins(args: Sequence[str]) -> list[str]:
     return found
 
 
-def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
-    """Options shared by ``run`` and ``diff``: core ones, then those plugins added."""
-    core = [
-        click.Option(["-q", "--quiet"], count=True, help="Less output."),
-        click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
-        click.Option(["--strict-warnings"], is_flag=True, help="WARN counts as a failure (exit 1)."),
+def _accepts_plugins(command: click.Command) -> click.Command:
+    """Declare ``-p NAME`` on ``command`` (its values are read by ``_prescan_plugins``)."""
+    command.params.append(
         click.Option(
             ["-p", "plugins"],
             multiple=True,
             metavar="NAME",
+            expose_value=False,
             help="Load plugin module NAME; -p no:NAME disables plugin NAME.",
-        ),
+        )
+    )
+    return command
+
+
+def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
+    """Options shared by ``run`` and ``diff``: core ones, ``-p``, then those plugins added."""
+    core = [
+        click.Option(["-q", "--quiet"], count=True, help="Less output."),
+        click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
+        click.Option(["--strict-warnings"], is_flag=True, help="WARN counts as a failure (exit 1)."),
         click.Option(
             ["--cache-dir"],
             type=click.Path(file_okay=False, path_type=Path),
@@ -84,7 +92,9 @@ def _session_options(registry: OptionRegistry) -> Callable[[click.Command], clic
     ]
 
     def apply(command: click.Command) -> click.Command:
-        command.params.extend(core + registry.options)
+        command.params.extend(core)
+        _accepts_plugins(command)
+        command.params.extend(registry.options)
         return command
 
     return apply
@@ -139,16 +149,21 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         help="A name on one side only, or a shape mismatch: fail, or skip and list it.",
     )
     def diff(base: str, tuned: str, **options: Any) -> int:
-        """A first look at what changed from BASE to TUNED, without a spec."""
+        """A first look at what changed from BASE to TUNED, without a spec.
+
+        Writes no file unless asked: results are cached only with --cache-dir.
+        """
         args = {key: options.pop(key) for key in ("policy", "tol", "include", "exclude", "on_mismatch")}
         args["include"], args["exclude"] = list(args["include"]), list(args["exclude"])
         per = options.pop("per")
         options["verbose"] = max(1, options.get("verbose", 0))
+        options["no_cache"] = options.get("no_cache") or options.get("cache_dir") is None
         pm.set_blocked("lastfailed")  # a diff is not a spec run: nothing for --lf to rerun
         config = _config(pm, options)
         check = diff_check(base, tuned, args, per)
         return _run_and_exit(config, checks=[check])
 
+    @_accepts_plugins
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
     @click.option("--schema", "show_schema", is_flag=True, help="Print the spec format's JSON Schema.")
@@ -169,6 +184,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         click.echo(f"ok: {len(checks)} checks in {len(files)} spec files")
         return ExitCode.OK
 
+    @_accepts_plugins
     @cli.command()
     @click.option("-v", "--verbose", is_flag=True, help="Also list each metric's arguments.")
     def metrics(verbose: bool) -> int:
@@ -184,7 +200,10 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
 def diff_check(base: str, tuned: str, args: dict[str, Any], per: str | None) -> Check:
     """The check ``sparsecheck diff`` runs: update_sparsity of BASE → TUNED, no expectation."""
     where = Location("<command line>")
-    refs = {"base": CheckpointRef("base", base, where), "tuned": CheckpointRef("tuned", tuned, where)}
+    refs = {  # an error opening one names the argument: "TUNED: <path>: ..."
+        "base": CheckpointRef("base", base, Location("BASE")),
+        "tuned": CheckpointRef("tuned", tuned, Location("TUNED")),
+    }
     return Check(
         id="diff",
         metric="update_sparsity",

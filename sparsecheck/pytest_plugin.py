@@ -8,7 +8,7 @@ run when the first of them runs; each item then judges its own result.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +65,30 @@ class SpecFileNode(pytest.File):
     """A spec file; its checks are the items."""
 
     def collect(self) -> Iterator[CheckItem]:
+        from sparsecheck.spec._collect import collect
+
         config = _config(self.config)
         try:
-            spec = config.hook.sparsecheck_collect_file(path=self.path, config=config)
+            checks = collect(config, [self.path])  # the folder's local plugin file first
         except SparsecheckError as exc:
             raise self.CollectError(str(exc)) from None
-        for check in spec.checks if spec else ():
+        for check in checks:
             item: CheckItem = CheckItem.from_parent(self, name=check.id, check=check)
+            _declare_marks(self.config, check.marks)
             for mark in check.marks:
                 item.add_marker(mark)
+            if check.skip is not None:  # reported at the check's line in the spec
+                item.add_marker(pytest.mark.skip(reason=check.skip))
             yield item
+
+
+def _declare_marks(config: pytest.Config, marks: Iterable[str]) -> None:
+    """Declare the spec's marks to pytest (no unknown-mark warning; ``--strict-markers`` works)."""
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    for mark in marks:
+        if mark not in known:
+            config.addinivalue_line("markers", f"{mark}: a mark of sparsecheck checks")
+            known.add(mark)
 
 
 class CheckItem(pytest.Item):
@@ -85,15 +99,14 @@ class CheckItem(pytest.Item):
         self.check = check
 
     def runtest(self) -> None:
-        if self.check.skip is not None:
-            pytest.skip(self.check.skip)
         outcome = self._outcome()
         if outcome.status in (Status.FAIL, Status.ERROR):
             raise CheckFailed(outcome)
         if outcome.status is Status.WARN:
             import warnings
 
-            warnings.warn(f"{self.check.id}: {outcome.message}", UserWarning, stacklevel=1)
+            message = f"{self.check.id}: {outcome.message}"
+            warnings.warn_explicit(message, UserWarning, str(self.path), self.check.location.line or 0)
 
     def _outcome(self) -> CheckOutcome:
         config = _config(self.config)

@@ -26,6 +26,8 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+#: The files that make a folder a checkpoint, in the order they are preferred.
+WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
 
 
 def _torch_reader(source: str, path: Path, files: Sequence[Path], format: str) -> CheckpointReader:

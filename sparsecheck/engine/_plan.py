@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck.checkpoints._open import open_checkpoint
+from sparsecheck.checkpoints._formats import WEIGHT_FILES
 from sparsecheck.checkpoints._pairing import pair_tensors
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._runs import STEP_FOLDER, run_checkpoints
 from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.metrics._api import Metric, Reducer, SkippedTensor
 from sparsecheck.spec._model import Check, CheckpointRef
@@ -89,15 +91,35 @@ class Planner:
         spec_dir = check.spec_path.parent
         for param in planned.metric.all_params():
             value = check.args.get(param.name)
+            if value is None:
+                continue
             if param.kind == "checkpoint" or (param.kind == "mask" and value in check.checkpoints):
                 planned.args[param.name] = self._checkpoint(check, value, spec_dir, planned)
-            elif param.kind == "checkpoints" and value is not None:
-                planned.args[param.name] = [self._checkpoint(check, v, spec_dir, planned) for v in value]
+            elif param.kind == "checkpoints":
+                planned.args[param.name] = [
+                    self._checkpoint(check, v, spec_dir, planned, ref)
+                    for key in value
+                    for v, ref in self._run_members(check, key, spec_dir)
+                ]
 
-    def _checkpoint(self, check: Check, key: Any, spec_dir: Path, planned: PlannedCheck) -> str:
-        if key not in check.checkpoints:
+    def _run_members(self, check: Check, key: Any, spec_dir: Path) -> list[tuple[Any, CheckpointRef | None]]:
+        """A key of a run list, or, when its path is a Trainer output folder (no weights of its
+        own, ``checkpoint-<step>/`` inside), each of those subfolders in step order."""
+        ref = check.checkpoints.get(key)
+        folder = Path(reader_id(ref, spec_dir)) if ref else None
+        if ref is None or folder is None or not _is_run_folder(folder):
+            return [(key, None)]
+        return [
+            (f"{key}/{sub.name}", CheckpointRef(f"{key}/{sub.name}", str(sub), ref.location))
+            for _, sub in run_checkpoints(folder)
+        ]
+
+    def _checkpoint(
+        self, check: Check, key: Any, spec_dir: Path, planned: PlannedCheck, ref: CheckpointRef | None = None
+    ) -> str:
+        if ref is None and key not in check.checkpoints:
             raise UsageError(f"{check.id}: unknown checkpoint {key!r}", check.location)
-        rid = self.reader(check.checkpoints[key], spec_dir)
+        rid = self.reader(ref or check.checkpoints[key], spec_dir)
         if rid not in planned.reader_ids:
             planned.reader_ids.append(rid)
         return rid
@@ -118,6 +140,14 @@ class Planner:
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
+
+
+def _is_run_folder(folder: Path) -> bool:
+    return (
+        folder.is_dir()
+        and not any((folder / name).exists() for name in WEIGHT_FILES)
+        and any(STEP_FOLDER.fullmatch(p.name) for p in folder.iterdir())
+    )
 
 
 def where_stored(planned: Sequence[PlannedCheck]) -> dict[str, dict[str, StoredTensor]]:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import click
 import numpy as np
 
 from sparsecheck._config import ReadProgress
@@ -45,11 +46,20 @@ def sparsecheck_run_checks(
             if item.check.nodeid not in results:
                 results[item.check.nodeid] = result = finish(item)
                 if isinstance(result, MetricResult):
-                    cache.put(keys[item.check.nodeid], result)
+                    _cache_result(cache, keys[item.check.nodeid], result)
         session.durations.update({p.check.nodeid: p.seconds for p in planned})
         return results
     finally:
         planner.close()
+
+
+def _cache_result(cache: ResultCache, key: str, result: MetricResult) -> None:
+    """Store ``result``; a cache folder that cannot be written is a warning, not a failure."""
+    try:
+        cache.put(key, result)
+    except OSError as exc:
+        cache.enabled = False
+        click.echo(f"sparsecheck: warning: cannot write the result cache: {exc}", err=True)
 
 
 def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -> None:

@@ -7,7 +7,7 @@ per tensor pair and policy is shared (through ``TensorGroup.memo``) by every met
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,54 +87,71 @@ def compare(group: TensorGroup, base: str, tuned: str, policy: EqualityPolicy) -
     )
 
 
+@dataclass
+class CandidateChunk:
+    """The entries of one chunk of a tensor pair that may differ, with their values widened."""
+
+    #: The chunk's place in the flattened tensor.
+    span: slice
+    #: The candidates' positions in the chunk: entries whose stored bits differ (every entry,
+    #: ``slice(None)``, when the two sides are stored in different dtypes).
+    where: np.ndarray | slice
+    #: The candidates' values in the compute dtype (float64 for integer tensors).
+    a: np.ndarray
+    b: np.ndarray
+    #: |a - b|, and where the values differ as numbers (+0 and -0 do not; NaN always does).
+    delta: np.ndarray
+    differ: np.ndarray
+
+
+def candidate_chunks(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str) -> Iterator[CandidateChunk]:
+    """Walk flat stored arrays ``a`` (base) and ``b`` (tuned) in chunks of :data:`CHUNK` entries.
+
+    Bits are compared first; only the entries whose bits differ are widened, so no full-size
+    float temporaries are made.
+    """
+    same_dtype = a_dtype == b_dtype
+    is_float = a_dtype in FLOATS or b_dtype in FLOATS
+    wide = compute_dtype(a_dtype, b_dtype) if is_float else np.dtype(np.float64)
+    for start in range(0, a.size, CHUNK):
+        span = slice(start, start + CHUNK)
+        ca, cb = a[span], b[span]
+        where: np.ndarray | slice = slice(None)
+        if same_dtype:
+            where = np.flatnonzero(bits(ca) != bits(cb))
+            ca, cb = ca[where], cb[where]
+        values_a, values_b = widen(ca, a_dtype, wide), widen(cb, b_dtype, wide)
+        delta = np.abs(values_a - values_b)
+        # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
+        # only with different bits (or different dtypes).
+        differ = np.ones(delta.shape, dtype=np.bool_) if same_dtype and not is_float else values_a != values_b
+        yield CandidateChunk(span, where, values_a, values_b, delta, differ)
+
+
 def compare_arrays(
     a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, policy: EqualityPolicy
 ) -> PairComparison:
     """Compare stored arrays ``a`` (base) and ``b`` (tuned) entry by entry."""
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    mask = np.empty(flat_a.shape, dtype=np.bool_)
+    mask = np.zeros(flat_a.shape, dtype=np.bool_)
     histogram = np.zeros(HIST_BINS, dtype=np.int64)
-    same_dtype = a_dtype == b_dtype
-    is_float = a_dtype in FLOATS or b_dtype in FLOATS
-    wide = compute_dtype(a_dtype, b_dtype)
-    bf16_check = (
-        is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > PRECISION["bfloat16"]
-    )
+    bf16_check = (a_dtype in FLOATS or b_dtype in FLOATS) and max(
+        PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)
+    ) > PRECISION["bfloat16"]
     changed = moved = changed_bf16 = 0
     max_delta = 0.0
-    for start in range(0, flat_a.size, CHUNK):
-        ca, cb = flat_a[start : start + CHUNK], flat_b[start : start + CHUNK]
-        out = mask[start : start + CHUNK]
-        if same_dtype:
-            np.not_equal(bits(ca), bits(cb), out=out)
-            where = np.flatnonzero(out)
-            ca, cb = ca[where], cb[where]
-        else:
-            where = None
-        if not is_float:
-            values_a = ca.astype(np.float64)
-            values_b = cb.astype(np.float64)
-        else:
-            values_a = widen(ca, a_dtype, wide)
-            values_b = widen(cb, b_dtype, wide)
-        delta = np.abs(values_a - values_b)
-        # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
-        # only with different bits (or different dtypes).
-        differ = np.ones(delta.shape, dtype=np.bool_) if same_dtype and not is_float else values_a != values_b
-        hit = _changed(policy, values_a, values_b, delta, differ)
-        if where is None:
-            out[...] = hit
-        else:
-            out[where] = hit
+    for chunk in candidate_chunks(flat_a, a_dtype, flat_b, b_dtype):
+        hit = _changed(policy, chunk.a, chunk.b, chunk.delta, chunk.differ)
+        mask[chunk.span][chunk.where] = hit
         changed += int(np.count_nonzero(hit))
-        moved += int(np.count_nonzero(differ))
-        finite = delta[np.isfinite(delta) & (delta > 0)]
+        moved += int(np.count_nonzero(chunk.differ))
+        finite = chunk.delta[np.isfinite(chunk.delta) & (chunk.delta > 0)]
         if finite.size:
             max_delta = max(max_delta, float(finite.max()))
             top = finite.astype(np.float32).view(np.uint32) >> HIST_SHIFT
             histogram += np.bincount(top, minlength=HIST_BINS)
         if bf16_check:
-            bf16_a, bf16_b = round_to_bfloat16_bits(values_a), round_to_bfloat16_bits(values_b)
+            bf16_a, bf16_b = round_to_bfloat16_bits(chunk.a), round_to_bfloat16_bits(chunk.b)
             # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
             both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
             changed_bf16 += int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))

@@ -11,15 +11,22 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, hookimpl
+from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, UsageError, hookimpl
 
 GRANULARITIES = ("tensor", "layer", "module")
+#: Entries converted to float64 at a time, so memory stays flat however large a tensor is.
+CHUNK = 1 << 20
+Fields = dict[str, float | int | str | bool | None]
 
 
-def _group(granularity: str, name: str) -> str:
-    """``layer``: the name up to its first integer component; ``module``: that index as ``*``."""
+def group_of(granularity: str, name: str) -> str:
+    """The group of tensor ``name``, keyed like sparsecheck's built-in metrics key theirs.
+
+    ``layer``: the name up to its first integer component (``model.layers.3``), or ``other``;
+    ``module``: the name with that component replaced by ``*``; ``tensor``: the name itself.
+    """
     parts = name.split(".")
-    index = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+    index = next((i for i, part in enumerate(parts) if part.isascii() and part.isdigit()), None)
     if granularity == "tensor":
         return name
     if index is None:
@@ -30,22 +37,31 @@ def _group(granularity: str, name: str) -> str:
 
 
 class UpdateNormReducer(Reducer):
+    """Sums ‖Δ‖² and ‖θ_base‖² per tensor; groups and the global value add those sums up."""
+
     def __init__(self, base: str, tuned: str) -> None:
         self.base, self.tuned = base, tuned
         #: tensor name -> (sum of squared update, sum of squared base weights)
         self.sums: dict[str, tuple[float, float]] = {}
 
     def update(self, group: TensorGroup) -> None:
-        base = group.tensor(self.base).double()
-        delta = group.tensor(self.tuned).double() - base
-        self.sums[group.name] = (float(delta.square().sum()), float(base.square().sum()))
+        base = group.tensor(self.base).reshape(-1)
+        tuned = group.tensor(self.tuned).reshape(-1)
+        delta_sq = base_sq = 0.0
+        for start in range(0, base.numel(), CHUNK):
+            b = base[start : start + CHUNK].double()
+            delta_sq += float((tuned[start : start + CHUNK].double() - b).square().sum())
+            base_sq += float(b.square().sum())
+        self.sums[group.name] = (delta_sq, base_sq)
 
     def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
-        groups: dict[str, dict[str, dict[str, float | int | str | bool | None]]] = {}
+        if not self.sums:
+            raise UsageError("update_norm: no tensor was compared (include/exclude select nothing)")
+        groups: dict[str, dict[str, Fields]] = {}
         for granularity in GRANULARITIES:
             totals: dict[str, list[float]] = {}
             for name, (delta_sq, base_sq) in self.sums.items():
-                total = totals.setdefault(_group(granularity, name), [0.0, 0.0])
+                total = totals.setdefault(group_of(granularity, name), [0.0, 0.0])
                 total[0] += delta_sq
                 total[1] += base_sq
             groups[granularity] = {key: _fields(*sums) for key, sums in totals.items()}
@@ -55,19 +71,17 @@ class UpdateNormReducer(Reducer):
             metric="update_norm",
             value_field="relative_norm",
             fields={**_fields(delta_sq, base_sq), "tensors": len(self.sums), "skipped": len(skipped)},
-            definition="update_norm: ||tuned - base||_F / ||base||_F in float64",
+            definition="update_norm: ||tuned - base||_F / ||base||_F, summed in float64",
             groups=groups,
             skipped=list(skipped),
         )
 
 
-def _fields(delta_sq: float, base_sq: float) -> dict[str, float | int | str | bool | None]:
-    norm = math.sqrt(delta_sq)
-    return {
-        "relative_norm": norm / math.sqrt(base_sq) if base_sq else math.inf,
-        "update_norm": norm,
-        "base_norm": math.sqrt(base_sq),
-    }
+def _fields(delta_sq: float, base_sq: float) -> Fields:
+    """The fields of one group: 0 for no update, inf for an update of an all-zero base."""
+    update_norm, base_norm = math.sqrt(delta_sq), math.sqrt(base_sq)
+    relative = update_norm / base_norm if base_norm else (math.inf if update_norm else 0.0)
+    return {"relative_norm": relative, "update_norm": update_norm, "base_norm": base_norm}
 
 
 class UpdateNorm(Metric):
@@ -89,4 +103,4 @@ def sparsecheck_add_metrics() -> list[Metric]:
     return [UpdateNorm()]
 
 
-__all__ = ["UpdateNorm", "UpdateNormReducer"]
+__all__ = ["UpdateNorm", "UpdateNormReducer", "group_of", "sparsecheck_add_metrics"]

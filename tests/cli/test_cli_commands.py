@@ -1,0 +1,88 @@
+"""``sparsecheck validate``, ``metrics`` and ``--version``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cli_support import Runs, check_yaml, run_cli, write_spec
+
+import sparsecheck
+from sparsecheck.exitcodes import ExitCode
+from sparsecheck.metrics.update_sparsity import UpdateSparsity
+
+
+def test_validate_counts_checks_without_reading_checkpoints(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = "checkpoints:\n  base: no/such/base\n  rl_a: no/such/rl_a\n"
+    write_spec(
+        tmp_path / "specs",
+        f"version: 1\n{gone}checks:\n{check_yaml('a', 'rl_a', '{gt: 0.5}')}",
+        "a.sparsecheck.yaml",
+    )
+    write_spec(
+        tmp_path / "specs" / "sub",
+        runs.header()
+        + "checks:\n"
+        + check_yaml("b", "rl_a", "{gt: 0.5}")
+        + "  - id: c\n    metric: update_sparsity\n    parametrize: {run: [rl_a, rl_b]}\n"
+        "    args: {base: base, tuned: '${run}'}\n",
+        "b.sparsecheck.yaml",
+    )
+    result = run_cli(capsys, "validate", tmp_path / "specs")
+    assert result.code == ExitCode.OK, result.err
+    assert result.out.strip() == "ok: 4 checks in 2 spec files"
+
+
+def test_validate_reports_a_bad_spec(runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(
+        tmp_path, runs.header() + "checks:\n" + check_yaml("a", "rl_a", "{gt: 0.5}", "per: galaxy")
+    )
+    result = run_cli(capsys, "validate", spec)
+    assert result.code == ExitCode.USAGE_ERROR
+    assert re.fullmatch(rf"sparsecheck: error: {re.escape(str(spec))}:\d+:\d+: .*galaxy.*\n", result.err)
+
+
+def test_validate_with_nothing_to_validate_is_exit_5(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(capsys, "validate").code == ExitCode.NO_CHECKS_COLLECTED
+
+
+def test_validate_schema_prints_the_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "validate", "--schema")
+    assert result.code == ExitCode.OK
+    schema = json.loads(result.out)
+    assert schema["type"] == "object"
+    assert {"version", "checkpoints", "checks"} <= set(schema["properties"])
+
+
+def test_metrics_lists_update_sparsity(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "metrics")
+    assert result.code == ExitCode.OK
+    assert re.search(r"^update_sparsity\s+update_sparsity\s+sparsity\s", result.out, re.M)
+    assert "update_sparsity arguments:" not in result.out
+
+
+def test_metrics_verbose_lists_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "metrics", "-v").out
+    section = out.split("update_sparsity arguments:\n", 1)[1].split("\n\n", 1)[0]
+    listed = [line.split()[0] for line in section.splitlines()[2:]]
+    assert listed == [param.name for param in UpdateSparsity.all_params()]
+    assert re.search(r"^base\s+checkpoint\s+required\s", section, re.M)
+    assert re.search(r"^policy\s+choice exact\|atol\|rtol\s+'atol'\s", section, re.M)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "--version")
+    assert result.code == ExitCode.OK
+    assert result.out.strip() == f"sparsecheck, version {sparsecheck.__version__}"
+
+
+def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "rnu")
+    assert result.code == ExitCode.USAGE_ERROR
+    assert result.err.startswith("sparsecheck: error: No such command 'rnu'")

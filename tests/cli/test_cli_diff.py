@@ -1,0 +1,127 @@
+"""``sparsecheck diff BASE TUNED``: the planted truth on the terminal and in JSON; mismatches."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from cli_support import Arg, Runs, run_cli
+
+from sparsecheck.exitcodes import ExitCode
+from sparsecheck.testing import plant_changes, tiny_llama_state_dict, write_checkpoint
+
+
+def _table_value(out: str, check_id: str = "diff") -> str:
+    """The value cell of ``check_id``'s row in the results table."""
+    match = re.search(rf"^{re.escape(check_id)}\s+update_sparsity\s+(\S+)", out, re.MULTILINE)
+    assert match, out
+    return match.group(1)
+
+
+def test_diff_prints_the_planted_sparsity(runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_b"])
+    assert result.code == ExitCode.OK, result.err
+    assert float(_table_value(result.out)) == pytest.approx(runs.sparsity["rl_b"], abs=5e-5)
+    assert re.search(rf"^\s+sparsity\s+{runs.sparsity['rl_b']:.4g}$", result.out, re.MULTILINE)
+    assert "1 passed" in result.out
+
+
+def test_diff_per_layer_shows_each_layer(runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_a"], "--per", "layer")
+    assert result.code == ExitCode.OK
+    assert "per layer:" in result.out
+    for layer in ("model.layers.0", "model.layers.1"):
+        assert re.search(rf"^{re.escape(layer)}\s+0\.\d+", result.out, re.MULTILINE), result.out
+
+
+def test_diff_json_value_is_the_planted_truth(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "reports" / "diff.json"
+    result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_a"], "--per", "tensor", "--json", report)
+    assert result.code == ExitCode.OK
+    check = json.loads(report.read_text())["checks"][0]
+    assert check["value"] == pytest.approx(runs.sparsity["rl_a"], abs=1e-12)
+    tensors = check["result"]["groups"]["tensor"]
+    truth = runs.tensor_sparsity["rl_a"]
+    assert {name: group["sparsity"] for name, group in tensors.items()} == pytest.approx(truth, abs=1e-12)
+
+
+def test_policy_exact_sees_changes_below_the_tolerance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Changes of 1e-7 are invisible to atol (tol 1e-5) but count under exact."""
+    base = tiny_llama_state_dict(layers=1, dtype=torch.float32)
+    tiny, masks = plant_changes(base, 0.5, magnitude=1e-7, min_abs_change=0.0)
+    write_checkpoint(tmp_path / "base", base)
+    write_checkpoint(tmp_path / "tuned", tiny)
+    changed = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    paths: list[Arg] = ["diff", tmp_path / "base", tmp_path / "tuned", "--json"]
+
+    assert run_cli(capsys, *paths, tmp_path / "atol.json").code == ExitCode.OK
+    assert run_cli(capsys, *paths, tmp_path / "exact.json", "--policy", "exact").code == ExitCode.OK
+    atol = json.loads((tmp_path / "atol.json").read_text())["checks"][0]
+    exact = json.loads((tmp_path / "exact.json").read_text())["checks"][0]
+    assert atol["value"] == 1.0
+    assert exact["value"] == pytest.approx(1 - changed / total, abs=1e-12)
+    assert exact["result"]["fields"]["policy"] == "exact"
+
+
+def test_include_and_exclude_select_tensor_names(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "r.json"
+    pair: list[Arg] = ["diff", runs.base, runs.tuned["rl_a"], "--per", "tensor", "--json", report]
+
+    def compared(*options: str) -> set[str]:
+        assert run_cli(capsys, *pair, *options).code == ExitCode.OK
+        return set(json.loads(report.read_text())["checks"][0]["result"]["groups"]["tensor"])
+
+    everything = set(tiny_llama_state_dict(layers=2))
+    assert compared("--include", "*mlp*") == {n for n in everything if ".mlp." in n}
+    assert compared("--exclude", "*norm*", "--exclude", "lm_head.*") == {
+        n for n in everything if "norm" not in n and not n.startswith("lm_head")
+    }
+
+
+@pytest.fixture
+def missing_lm_head(runs: Runs, tmp_path: Path) -> Path:
+    """A copy of rl_a without ``lm_head.weight``."""
+    state = tiny_llama_state_dict(layers=2, dtype=torch.float32)
+    del state["lm_head.weight"]
+    return write_checkpoint(tmp_path / "no-head", state)
+
+
+def test_a_tensor_on_one_side_only_is_an_error_saying_how_to_exclude_it(
+    runs: Runs, missing_lm_head: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "diff", runs.base, missing_lm_head)
+    assert result.code == ExitCode.USAGE_ERROR
+    assert "lm_head.weight" in result.out
+    assert 'exclude: ["lm_head.weight"]' in result.out
+    assert "on_mismatch: skip" in result.out
+    assert "Traceback" not in result.out + result.err
+
+
+def test_on_mismatch_skip_lists_the_skipped_tensor(
+    runs: Runs, missing_lm_head: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "skip.json"
+    result = run_cli(capsys, "diff", runs.base, missing_lm_head, "--on-mismatch", "skip", "--json", report)
+    assert result.code == ExitCode.OK
+    assert re.search(r"skipped tensors \(1\):\s+lm_head\.weight: only in ", result.out)
+    check = json.loads(report.read_text())["checks"][0]
+    assert [s["name"] for s in check["result"]["skipped"]] == ["lm_head.weight"]
+    assert check["result"]["fields"]["skipped"] == 1
+    assert check["value"] == 1.0  # every other tensor is the base's own
+
+
+def test_diff_leaves_no_last_failed_cache(
+    runs: Runs, missing_lm_head: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(capsys, "diff", runs.base, missing_lm_head).code == ExitCode.USAGE_ERROR
+    assert not (tmp_path / ".sparsecheck_cache").exists()
