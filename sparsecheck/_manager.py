@@ -76,7 +76,8 @@ def get_plugin_manager(plugins: Iterable[str] = ()) -> pluggy.PluginManager:
             plugin = importlib.import_module(name)
         except ImportError as exc:
             raise UsageError(f"-p {name}: cannot import plugin module: {exc}") from None
-        register(pm, plugin, name)
+        if not pm.is_registered(plugin):  # else already loaded: a built-in or by its entry point
+            register(pm, plugin, name)
     return pm
 
 

@@ -43,6 +43,7 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
                 break
         session.exitstatus = exit_status(session.outcomes, bool(config.getoption("strict_warnings")))
     except KeyboardInterrupt:
+        click.echo("sparsecheck: interrupted", err=True)
         session.exitstatus = ExitCode.INTERRUPTED
     _finish(session)
     return session

@@ -23,7 +23,7 @@ from sparsecheck.spec._model import Check, CheckpointRef
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (never raises for user errors)."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     try:
         pm = get_plugin_manager(_prescan_plugins(args))
         registry = OptionRegistry()

@@ -20,7 +20,7 @@ from sparsecheck.testing import plant_changes, tiny_llama_state_dict, write_chec
 
 State = dict[str, torch.Tensor]
 CHECKPOINTS_ENV = "UPDATE_NORM_CKPTS"
-#: Planted step relative to 1 + |w|: small against weights of std 0.02 (relative norm ~0.03).
+#: Planted step, times 1 + |w|: small against the weights (the pair's relative norm is about 0.005).
 SMALL_UPDATE = 1e-3
 _made: list[Path] = []
 

@@ -86,3 +86,10 @@ def test_an_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
     result = run_cli(capsys, "rnu")
     assert result.code == ExitCode.USAGE_ERROR
     assert result.err.startswith("sparsecheck: error: No such command 'rnu'")
+
+
+def test_no_arguments_print_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys)
+    assert result.code == ExitCode.OK
+    assert result.out.startswith("Usage: sparsecheck [OPTIONS] COMMAND [ARGS]...")
+    assert all(command in result.out for command in ("diff", "metrics", "run", "validate"))

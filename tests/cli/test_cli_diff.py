@@ -125,3 +125,14 @@ def test_diff_leaves_no_last_failed_cache(
 ) -> None:
     assert run_cli(capsys, "diff", runs.base, missing_lm_head).code == ExitCode.USAGE_ERROR
     assert not (tmp_path / ".sparsecheck_cache").exists()
+
+
+@pytest.mark.parametrize("side", ["BASE", "TUNED"])
+def test_an_unopenable_side_is_named(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str], side: str
+) -> None:
+    missing = tmp_path / "nowhere"
+    pair = [missing, runs.base] if side == "BASE" else [runs.base, missing]
+    result = run_cli(capsys, "diff", *pair)
+    assert result.code == ExitCode.USAGE_ERROR
+    assert f"    {side}: {missing}: no such file or folder" in result.out

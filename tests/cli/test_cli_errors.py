@@ -117,9 +117,9 @@ def test_broken_checkpoints_are_usage_errors_naming_the_file(
     assert re.search(r"^a\s+update_sparsity\s+\S+.*PASS", result.out, re.M)  # the good check still ran
     for name, (culprit, words) in cases.items():
         assert re.search(rf"^ERROR check-{name} at {re.escape(str(spec))}:\d+:\d+$", result.out, re.M)
-        message = next(
-            line for line in result.out.splitlines() if f"{culprit}:" in line or f"{culprit} " in line
-        )
+        message = next(line for line in result.out.splitlines() if f"{culprit}:" in line)
+        # The checkpoint's entry in the spec, then the broken file, then what is wrong with it.
+        assert re.match(rf"^\s+{re.escape(str(spec))}:\d+:\d+: .*{re.escape(str(culprit))}:", message)
         assert words in message, (name, message)
     assert "0 passed" not in result.out and f"{len(cases)} errors" in result.out
 
@@ -202,3 +202,19 @@ def test_console_shows_no_traceback_for_user_errors(runs: Runs, tmp_path: Path) 
     assert process.returncode == ExitCode.USAGE_ERROR
     assert "Traceback" not in process.stdout + process.stderr
     assert f"{folder / 'model.safetensors'}: corrupt safetensors file" in process.stdout
+
+
+def test_an_unwritable_cache_folder_is_only_a_warning(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    cache = tmp_path / "afile" / "cache"
+    spec = write_spec(
+        tmp_path, runs.header() + "checks:\n" + _GOOD_CHECK + check_yaml("fails", "rl_b", "{gt: 0.7}")
+    )
+    result = run_cli(capsys, "run", "--cache-dir", cache, spec)
+    assert result.code == ExitCode.CHECKS_FAILED
+    assert "1 passed, 1 failed" in result.out
+    warnings = result.err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("sparsecheck: warning: cannot write ") for w in warnings)
+    assert all(str(cache) in w for w in warnings)

@@ -86,6 +86,7 @@ def test_no_update_sparsity_makes_it_unknown(
     listing = run_cli(capsys, "metrics", "-p", "no:update_sparsity").out
     assert not any(line.startswith("update_sparsity ") for line in listing.splitlines())
     assert run_cli(capsys, "run", spec).code == ExitCode.OK
+    assert run_cli(capsys, "run", "-p", "sparsecheck.metrics.update_sparsity", spec).code == ExitCode.OK
 
 
 def test_a_module_named_with_p_adds_a_metric(
@@ -173,6 +174,8 @@ def test_entry_points_load_unless_autoload_is_disabled(
     assert get_plugin_manager().get_plugin(installed_plugin) is not None
     spec = _count_spec(runs, tmp_path, "ep_count")
     assert run_cli(capsys, "run", spec).code == ExitCode.OK
+    # Naming the module an entry point already loaded is harmless.
+    assert run_cli(capsys, "run", "-p", "sc_test_entry_point_plugin", spec).code == ExitCode.OK
     blocked = run_cli(capsys, "run", "-p", f"no:{installed_plugin}", spec)
     assert blocked.code == ExitCode.USAGE_ERROR and "unknown metric 'ep_count'" in blocked.err
 

@@ -241,3 +241,43 @@ def test_report_files_are_written(runs: Runs, tmp_path: Path, capsys: pytest.Cap
     markdown = (out / "r.md").read_text()
     assert markdown.startswith("## ")
     assert re.search(r"^\| a-ok\s+\|", markdown, re.M) and re.search(r"^\| b-bad\s+\|", markdown, re.M)
+
+
+INTERRUPTING_PLUGIN = """\
+from sparsecheck import Metric, Param, Reducer, hookimpl
+
+
+class _Interrupted(Reducer):
+    def update(self, group):
+        raise KeyboardInterrupt
+
+    def finish(self, skipped):
+        raise AssertionError("never reached")
+
+
+class Interrupting(Metric):
+    name = "interrupting"
+    summary = "Ctrl-C while reading"
+    params = (Param("of", "checkpoint", "the checkpoint"),)
+    value_field = "value"
+
+    def reducer(self, args):
+        return _Interrupted()
+
+
+@hookimpl
+def sparsecheck_add_metrics():
+    return [Interrupting()]
+"""
+
+
+def test_an_interrupted_run_is_exit_2_and_still_reports(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sparsecheck_plugin.py").write_text(INTERRUPTING_PLUGIN)
+    spec = _spec(runs, tmp_path, "  - {id: ctrl-c, metric: interrupting, args: {of: rl_a}}\n")
+    report = tmp_path / "r.json"
+    result = run_cli(capsys, "run", "--json", report, spec)
+    assert result.code == ExitCode.INTERRUPTED
+    assert result.err.strip() == "sparsecheck: interrupted"
+    assert json.loads(report.read_text())["exitstatus"] == ExitCode.INTERRUPTED

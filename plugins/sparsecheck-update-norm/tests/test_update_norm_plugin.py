@@ -41,12 +41,17 @@ def layer(name: str) -> str:
     return match.group(1) if match else "other"
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+@pytest.mark.parametrize(
+    ("dtype", "chunk"),
+    [(torch.bfloat16, sparsecheck_update_norm.CHUNK), (torch.float32, 37)],
+    ids=["bf16", "fp32-small-chunks"],
+)
 def test_relative_norm_equals_torch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, chunk: int
 ) -> None:
     # Independent of installation: autoload off, the module registered by run_spec.
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    monkeypatch.setattr(sparsecheck_update_norm, "CHUNK", chunk)
     base = tiny_llama_state_dict(layers=3, dtype=dtype, seed=1)
     fractions = {name: 0.1 * (index % 7) for index, name in enumerate(base)}  # differs per tensor
     tuned, _ = plant_changes(base, fractions, seed=2, magnitude=0.01)
@@ -57,6 +62,7 @@ def test_relative_norm_equals_torch(
     checks = [
         {"id": "all", "metric": "update_norm", "args": args},
         {"id": "mlp", "metric": "update_norm", "args": {**args, "include": ["*.mlp.*"]}},
+        {"id": "none", "metric": "update_norm", "args": {**args, "include": ["vision_tower.*"]}},
     ]
     spec.write_text(
         yaml.safe_dump({"version": 1, "checkpoints": {"base": "base", "tuned": "tuned"}, "checks": checks})
@@ -89,6 +95,10 @@ def test_relative_norm_equals_torch(
     mlp_names = [n for n in names if ".mlp." in n]
     assert set(mlp.groups["tensor"]) == set(mlp_names)
     assert mlp.value == pytest.approx(relative_norm(base, tuned, mlp_names), rel=1e-12)
+
+    none = outcomes["none"]
+    assert none.status is Status.ERROR and none.error_kind == "usage"
+    assert "no tensor was compared" in none.message
 
 
 def test_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
