@@ -37,7 +37,8 @@ import sys, json
 from pathlib import Path
 from safetensors.torch import load_file
 changed = total = 0
-for side_a, side_b in zip(sorted(Path(sys.argv[1]).glob("*.safetensors")), sorted(Path(sys.argv[2]).glob("*.safetensors"))):
+shards = [sorted(Path(side).glob("*.safetensors")) for side in sys.argv[1:3]]
+for side_a, side_b in zip(*shards):
     a, b = load_file(side_a), load_file(side_b)
     for name in a:
         changed += int(((a[name].float() - b[name].float()).abs() > 1e-5).sum())
@@ -50,7 +51,8 @@ import sys, json
 from pathlib import Path
 import numpy as np
 changed = total = 0
-for side_a, side_b in zip(sorted(Path(sys.argv[1]).glob("*.safetensors")), sorted(Path(sys.argv[2]).glob("*.safetensors"))):
+shards = [sorted(Path(side).glob("*.safetensors")) for side in sys.argv[1:3]]
+for side_a, side_b in zip(*shards):
     start_a = 8 + int.from_bytes(open(side_a, "rb").read(8), "little")
     start_b = 8 + int.from_bytes(open(side_b, "rb").read(8), "little")
     a = np.memmap(side_a, np.uint16, "r", offset=start_a)
@@ -72,12 +74,25 @@ def build(root: Path, layers: int) -> tuple[Path, Path]:
     from sparsecheck.testing import write_checkpoint
 
     g = torch.Generator().manual_seed(0)
-    shapes = {"model.embed_tokens.weight": (VOCAB, HIDDEN), "model.norm.weight": (HIDDEN,), "lm_head.weight": (VOCAB, HIDDEN)}
+    shapes = {
+        "model.embed_tokens.weight": (VOCAB, HIDDEN),
+        "model.norm.weight": (HIDDEN,),
+        "lm_head.weight": (VOCAB, HIDDEN),
+    }
     for i in range(layers):
         p = f"model.layers.{i}."
-        for proj, shape in (("q", (HIDDEN, HIDDEN)), ("k", (HIDDEN, HIDDEN)), ("v", (HIDDEN, HIDDEN)), ("o", (HIDDEN, HIDDEN))):
+        for proj, shape in (
+            ("q", (HIDDEN, HIDDEN)),
+            ("k", (HIDDEN, HIDDEN)),
+            ("v", (HIDDEN, HIDDEN)),
+            ("o", (HIDDEN, HIDDEN)),
+        ):
             shapes[f"{p}self_attn.{proj}_proj.weight"] = shape
-        for proj, shape in (("gate", (INTERMEDIATE, HIDDEN)), ("up", (INTERMEDIATE, HIDDEN)), ("down", (HIDDEN, INTERMEDIATE))):
+        for proj, shape in (
+            ("gate", (INTERMEDIATE, HIDDEN)),
+            ("up", (INTERMEDIATE, HIDDEN)),
+            ("down", (HIDDEN, INTERMEDIATE)),
+        ):
             shapes[f"{p}mlp.{proj}_proj.weight"] = shape
         shapes[f"{p}input_layernorm.weight"] = (HIDDEN,)
         shapes[f"{p}post_attention_layernorm.weight"] = (HIDDEN,)
@@ -90,7 +105,10 @@ def build(root: Path, layers: int) -> tuple[Path, Path]:
         w = (torch.randn(shape, generator=g) * 0.02).to(torch.bfloat16)
         moved = torch.rand(shape, generator=g) < CHANGED
         step = (w.float() * 0.05 + torch.sign(torch.randn(shape, generator=g)) * 1e-3).to(torch.bfloat16)
-        base_sd[name], tuned_sd[name] = w, torch.where(moved, (w.float() + step.float()).to(torch.bfloat16), w)
+        base_sd[name], tuned_sd[name] = (
+            w,
+            torch.where(moved, (w.float() + step.float()).to(torch.bfloat16), w),
+        )
     write_checkpoint(base, base_sd, layout="sharded", shards=SHARDS)
     write_checkpoint(tuned, tuned_sd, layout="sharded", shards=SHARDS)
     return base, tuned
@@ -113,9 +131,22 @@ def commands(base: Path, tuned: Path, work: Path) -> dict[str, list[str]]:
     python = sys.executable
     return {
         "sparsecheck": [
-            python, "-m", "sparsecheck", "diff", str(base), str(tuned), "--per", "tensor",
-            "--metrics", "update_sparsity,layernorm_sparsity", "--mask-out", str(work / "mask.safetensors"),
-            "--json", str(work / "report.json"), "--no-cache", "-q",
+            python,
+            "-m",
+            "sparsecheck",
+            "diff",
+            str(base),
+            str(tuned),
+            "--per",
+            "tensor",
+            "--metrics",
+            "update_sparsity,layernorm_sparsity",
+            "--mask-out",
+            str(work / "mask.safetensors"),
+            "--json",
+            str(work / "report.json"),
+            "--no-cache",
+            "-q",
         ],
         "naive": [python, "-c", NAIVE, str(base), str(tuned)],
         "floor": [python, "-c", FLOOR, str(base), str(tuned)],
@@ -146,7 +177,9 @@ def bench(base: Path, tuned: Path, rounds: int) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", default="1,2", help="model sizes as multiples of 24 layers")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -157,12 +190,13 @@ def main() -> None:
         params = index["metadata"]["total_size"] // 2
         result = bench(base, tuned, args.rounds)
         sc, naive, floor = result["sparsecheck"], result["naive"], result["floor"]
-        print(f"\n{LAYERS * size} layers, {params / 1e6:.0f}M parameters, bf16, {args.rounds} rounds (median whole-process time)")
+        print(f"\n{LAYERS * size} layers, {params / 1e6:.0f}M parameters, bf16, median of {args.rounds} rounds")
         for name, row in result.items():
             print(f"  {name:<12} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
         print(f"  sparsecheck / floor      {sc['median_s'] / floor['median_s']:.2f}x   (target <= 1.5x)")
         print(f"  naive / sparsecheck      {naive['median_s'] / sc['median_s']:.1f}x   (target >= 20x)")
-        print(f"  RSS sparsecheck - floor  {sc['peak_rss_mb'] - floor['peak_rss_mb']:+.0f} MB (target <= +300 MB)")
+        extra = sc["peak_rss_mb"] - floor["peak_rss_mb"]
+        print(f"  RSS sparsecheck - floor  {extra:+.0f} MB (target <= +300 MB)")
 
 
 if __name__ == "__main__":

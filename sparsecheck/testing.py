@@ -254,7 +254,8 @@ def run_spec(
 
     ``plugins`` are extra plugin objects (e.g. your plugin module) registered first;
     ``plugin_names`` are ``-p`` values; ``options`` are CLI option values by dest name
-    (``{"verbosity": 1, "json_path": Path(...)}``).  Usage errors raise, like the CLI's exit 4.
+    (``{"verbosity": 1, "json_path": Path(...)}``); the cache folder defaults to the first spec's
+    folder.  Usage errors raise, like the CLI's exit 4.
     """
     from sparsecheck._manager import get_plugin_manager, register
     from sparsecheck._session import configure, run_session, unconfigure
@@ -262,7 +263,8 @@ def run_spec(
     pm = get_plugin_manager(plugin_names)
     for index, plugin in enumerate(plugins):
         register(pm, plugin, name=getattr(plugin, "__name__", f"test-plugin-{index}"))
-    config = Config(pm, {"verbosity": 0, **(options or {})})
+    defaults = {"verbosity": 0, "cache_dir": Path(paths[0]).parent / ".sparsecheck_cache"} if paths else {}
+    config = Config(pm, {**defaults, **(options or {})})
     configure(config)
     try:
         return run_session(config, paths=[Path(p) for p in paths])

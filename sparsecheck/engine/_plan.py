@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.checkpoints._formats import WEIGHT_FILES
+from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.checkpoints._pairing import pair_tensors
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 from sparsecheck.checkpoints._runs import STEP_FOLDER, run_checkpoints

@@ -22,7 +22,7 @@ import numpy as np
 
 from sparsecheck._manager import hookimpl
 from sparsecheck.checkpoints._runs import STEP_FOLDER
-from sparsecheck.errors import CheckpointError, UsageError
+from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import (
     Fields,
     Metric,
@@ -35,6 +35,7 @@ from sparsecheck.metrics._api import (
 )
 from sparsecheck.metrics._equality import POLICY_PARAMS, EqualityPolicy, compare, compare_arrays
 from sparsecheck.metrics._grouping import GRANULARITIES, group_key, sort_keys
+
 
 def run_steps(run: Sequence[str]) -> list[int]:
     """Each checkpoint's step: the ``<step>`` of a ``checkpoint-<step>`` name when every

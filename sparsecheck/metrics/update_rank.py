@@ -4,19 +4,21 @@ For every selected 2-D floating-point tensor (others are counted in ``non_matrix
 numerical rank #{sigma_i > tol} of ΔW as a percentage of min(m, n), stable rank and effective
 rank (METRICS.md, "update_rank"), summarised over matrices, per layer and per module type.
 
-Cost.  One ``torch.linalg.svdvals`` per matrix.  On this project's 2-core CPU machine one
-4096 x 4096 float32 matrix takes about 1.7 s (4096 x 11008: about 8 s), so a 7B model's
-226 matrices take over half an hour: use ``max_matrices``/``sample`` for a quick look, or
-CUDA.  On CUDA (``device: auto`` picks it when available) both sides travel in their stored
-dtype, ΔW is formed on the GPU, and same-shape updates are decomposed in batches of up to
-2 GiB; on the CPU one matrix is decomposed at a time (``batch: true`` batches there too).
+Cost.  One ``torch.linalg.svdvals`` per matrix.  Measured on this project's 2-core CPU
+machine (torch 2.13, float32, otherwise idle): 1.7-1.9 s per 4096 x 4096 matrix, about 11.5 s
+per 4096 x 11008; several times that while other processes share the two cores.  A 7B
+model's 226 matrices thus take 20-30 minutes on such a CPU: use ``max_matrices``/``sample``
+for a quick look, or CUDA.  On CUDA (``device: auto`` picks it when available) both sides
+travel in their stored dtype, ΔW is formed on the GPU, and same-shape updates are decomposed
+in batches of up to 2 GiB; on the CPU one matrix is decomposed at a time (``batch: true``
+batches there too).
 
 Sampling.  The engine streams names in storage order and a reducer cannot know how many
 matrices are coming, so the choice is made per name, deterministically: ``sample: first``
 keeps the first ``max_matrices`` matrices; ``sample: random`` keeps a matrix when a hash of
-``seed`` and its name, read as a number in [0, 1), is below ``sample_fraction`` (so the same
-matrices are chosen on every run and in every checkpoint layout), then ``max_matrices``, if
-given, caps those kept.  The result says what was chosen.
+``seed`` and its name, read as a number in [0, 1), is below ``sample_fraction`` (the same
+names on every run, whatever the layout), then ``max_matrices``, if given, keeps the first
+of those in storage order.  The result's fields and notes say what was chosen.
 
 bf16 storage.  A tuned weight stored in bf16 is rounded to 8 significant bits, and that
 rounding error is full-rank noise of relative size ~2^-9 in ΔW; it lies above the default

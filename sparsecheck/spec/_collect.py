@@ -46,8 +46,18 @@ def collect(config: Config, paths: Sequence[Path]) -> list[Check]:
         for file in files:
             if file.resolve() not in seen:
                 seen.add(file.resolve())
-                checks.extend(_collect_file(config, file, explicit))
+                checks.extend(_collect_file(config, _shown(file, config.invocation_dir), explicit))
     return checks
+
+
+def _shown(file: Path, invocation_dir: Path) -> Path:
+    """The spec path in nodeids: relative to the invocation folder when under it, else
+    absolute, so a file given either way gets the same ids (``--lf``, reports)."""
+    resolved = file.resolve()
+    try:
+        return resolved.relative_to(invocation_dir.resolve())
+    except ValueError:
+        return resolved
 
 
 def _spec_files(folder: Path, cache_dir: Path) -> Iterator[Path]:

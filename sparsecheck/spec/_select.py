@@ -1,8 +1,8 @@
 """``-k EXPR`` and ``-m MARKEXPR``: keep the checks whose keywords or marks match.
 
 With ``-m`` an identifier is true when the check has that mark.  With ``-k`` it is true when
-it is, ignoring case, part of the check's id, its nodeid (spec file and id), its metric's name or
-one of its marks.
+it is, ignoring case, part of the check's id, its spec file's name, its metric's name or one of
+its marks.
 """
 
 from __future__ import annotations
@@ -57,16 +57,15 @@ def sparsecheck_collection_modifyitems(config: Config, checks: list[Check]) -> N
 
 
 def matches_keyword(check: Check, word: str) -> bool:
-    """Whether ``word`` is, ignoring case, part of the check's id, nodeid, metric or a mark.
-
-    The nodeid is taken without the naming rule's ``.sparsecheck.yaml``, which every spec file
-    found in a folder has (else ``-k sparse`` would select every check).
-    """
+    """Whether ``word`` is, ignoring case, part of the check's id, its spec file's name (without
+    the naming rule's ``.sparsecheck.yaml``, which every collected file has), its metric or a mark.
+    Folder names are not matched: they would select every check below them."""
     word = word.lower()
-    nodeid = check.nodeid
+    file_name = check.spec_path.name
     for suffix in _SPEC_SUFFIXES:
-        nodeid = nodeid.replace(f"{suffix}::", "::")
-    return any(word in text.lower() for text in (check.id, nodeid, check.metric, *check.marks))
+        file_name = file_name.removesuffix(suffix)
+    texts = (f"{file_name}::{check.id}", check.metric, *check.marks)
+    return any(word in text.lower() for text in texts)
 
 
 def _expression(config: Config, dest: str, flag: str) -> Expression | None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from cli_support import Runs, check_yaml, run_cli, write_spec
+from cli_support import Runs, check_yaml, run_cli, shown, write_spec
 
 import sparsecheck
 from sparsecheck.exitcodes import ExitCode
@@ -43,7 +43,9 @@ def test_validate_reports_a_bad_spec(runs: Runs, tmp_path: Path, capsys: pytest.
     )
     result = run_cli(capsys, "validate", spec)
     assert result.code == ExitCode.USAGE_ERROR
-    assert re.fullmatch(rf"sparsecheck: error: {re.escape(str(spec))}:\d+:\d+: .*galaxy.*\n", result.err)
+    assert re.fullmatch(
+        rf"sparsecheck: error: {re.escape(str(shown(spec)))}:\d+:\d+: .*galaxy.*\n", result.err
+    )
 
 
 def test_validate_with_nothing_to_validate_is_exit_5(

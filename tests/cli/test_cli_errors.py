@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_support import Arg, Runs, check_yaml, run_cli, snapshot, write_spec
+from cli_support import Arg, Runs, check_yaml, run_cli, shown, snapshot, write_spec
 
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.testing import tiny_llama_state_dict, write_checkpoint
@@ -59,7 +59,7 @@ def test_a_bad_spec_is_one_line_with_line_and_column(
     result = run_cli(capsys, "run", spec)
     assert result.code == ExitCode.USAGE_ERROR
     message = _one_error_line(result.err)
-    assert message.startswith(f"sparsecheck: error: {spec}:{line}:{column}: ")
+    assert message.startswith(f"sparsecheck: error: {shown(spec)}:{line}:{column}: ")
     assert words in message
     assert result.out == ""
 
@@ -75,7 +75,7 @@ def test_an_unset_environment_variable_is_exit_4(
     )
     result = run_cli(capsys, "run", spec)
     assert result.code == ExitCode.USAGE_ERROR
-    assert f"{spec}:4:" in _one_error_line(result.err)
+    assert f"{shown(spec)}:4:" in _one_error_line(result.err)
     assert "SPARSECHECK_TEST_UNSET" in result.err
 
     monkeypatch.setenv("SPARSECHECK_TEST_UNSET", str(runs.root))
@@ -116,10 +116,10 @@ def test_broken_checkpoints_are_usage_errors_naming_the_file(
     assert "Traceback" not in result.out + result.err
     assert re.search(r"^a\s+update_sparsity\s+\S+.*PASS", result.out, re.M)  # the good check still ran
     for name, (culprit, words) in cases.items():
-        assert re.search(rf"^ERROR check-{name} at {re.escape(str(spec))}:\d+:\d+$", result.out, re.M)
+        assert re.search(rf"^ERROR check-{name} at {re.escape(str(shown(spec)))}:\d+:\d+$", result.out, re.M)
         message = next(line for line in result.out.splitlines() if f"{culprit}:" in line)
         # The checkpoint's entry in the spec, then the broken file, then what is wrong with it.
-        assert re.match(rf"^\s+{re.escape(str(spec))}:\d+:\d+: .*{re.escape(str(culprit))}:", message)
+        assert re.match(rf"^\s+{re.escape(str(shown(spec)))}:\d+:\d+: .*{re.escape(str(culprit))}:", message)
         assert words in message, (name, message)
     assert "0 passed" not in result.out and f"{len(cases)} errors" in result.out
 
@@ -191,7 +191,7 @@ def test_console_shows_no_traceback_for_user_errors(runs: Runs, tmp_path: Path) 
     assert process.returncode == ExitCode.USAGE_ERROR
     assert "Traceback" not in process.stderr
     assert process.stderr.strip().splitlines() == [
-        f"sparsecheck: error: {spec}:{runs.header().count(chr(10)) + 3}:13: "
+        f"sparsecheck: error: {shown(spec)}:{runs.header().count(chr(10)) + 3}:13: "
         "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"
     ]
 

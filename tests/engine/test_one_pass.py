@@ -22,7 +22,8 @@ checks:
   - {{id: atol, metric: update_sparsity, args: {{base: base, tuned: tuned}}}}
   - {{id: exact, metric: update_sparsity, args: {{base: base, tuned: tuned, policy: exact}}}}
   - {{id: rtol, metric: update_sparsity, args: {{base: base, tuned: tuned, policy: rtol}}}}
-  - {{id: per-layer, metric: update_sparsity, args: {{base: base, tuned: tuned}}, per: layer, expect: {{ge: 0}}}}
+  - {{id: per-layer, metric: update_sparsity, args: {{base: base, tuned: tuned}}, per: layer,
+     expect: {{ge: 0}}}}
   - {{id: norms, metric: update_sparsity, args: {{base: base, tuned: tuned, include: ["*norm*"]}}}}
 """
 

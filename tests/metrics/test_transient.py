@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from sparsecheck import CheckOutcome, MetricResult, Status
-from sparsecheck.errors import CheckpointError
 from sparsecheck.checkpoints._runs import run_checkpoints
+from sparsecheck.errors import CheckpointError
 from sparsecheck.metrics.transient import run_steps
 from sparsecheck.testing import run_spec, tiny_llama_state_dict, write_checkpoint
 
