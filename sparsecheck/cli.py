@@ -12,13 +12,13 @@ import click
 import pluggy
 
 from sparsecheck import __version__
+from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._session import configure, run_session, unconfigure
-from sparsecheck.errors import Location, SparsecheckError
+from sparsecheck.errors import SparsecheckError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._grouping import GRANULARITIES
-from sparsecheck.spec._model import Check, CheckpointRef
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,6 +136,13 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @cli.command()
     @click.argument("base")
     @click.argument("tuned")
+    @click.option(
+        "--metrics",
+        default="update_sparsity",
+        show_default=True,
+        metavar="NAMES",
+        help="Comma-separated metrics over the pair, all from one read (see `sparsecheck metrics`).",
+    )
     @click.option("--per", type=click.Choice(GRANULARITIES), help="Also break down per group.")
     @click.option("--policy", type=click.Choice(["exact", "atol", "rtol"]), default="atol", show_default=True)
     @click.option("--tol", type=float, help="The policy's tolerance (default: atol 1e-5, rtol 1e-3).")
@@ -153,15 +160,20 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
 
         Writes no file unless asked: results are cached only with --cache-dir.
         """
-        args = {key: options.pop(key) for key in ("policy", "tol", "include", "exclude", "on_mismatch")}
-        args["include"], args["exclude"] = list(args["include"]), list(args["exclude"])
+        metric_args = {
+            key: options.pop(key) for key in ("policy", "tol", "include", "exclude", "on_mismatch")
+        }
+        metric_args["include"], metric_args["exclude"] = (
+            list(metric_args["include"]),
+            list(metric_args["exclude"]),
+        )
+        metrics = [m.strip() for m in options.pop("metrics").split(",") if m.strip()]
         per = options.pop("per")
         options["verbose"] = max(1, options.get("verbose", 0))
         options["no_cache"] = options.get("no_cache") or options.get("cache_dir") is None
         pm.set_blocked("lastfailed")  # a diff is not a spec run: nothing for --lf to rerun
         config = _config(pm, options)
-        check = diff_check(base, tuned, args, per)
-        return _run_and_exit(config, checks=[check])
+        return _run_and_exit(config, checks=pair_checks(config, base, tuned, metrics, metric_args, per))
 
     @_accepts_plugins
     @cli.command()
@@ -195,21 +207,3 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         return ExitCode.OK
 
     return cli
-
-
-def diff_check(base: str, tuned: str, args: dict[str, Any], per: str | None) -> Check:
-    """The check ``sparsecheck diff`` runs: update_sparsity of BASE → TUNED, no expectation."""
-    where = Location("<command line>")
-    refs = {  # an error opening one names the argument: "TUNED: <path>: ..."
-        "base": CheckpointRef("base", base, Location("BASE")),
-        "tuned": CheckpointRef("tuned", tuned, Location("TUNED")),
-    }
-    return Check(
-        id="diff",
-        metric="update_sparsity",
-        args={"base": "base", "tuned": "tuned", **args},
-        location=where,
-        spec_path=Path.cwd() / "<diff>",
-        checkpoints=refs,
-        per=per,
-    )

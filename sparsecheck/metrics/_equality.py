@@ -7,7 +7,9 @@ per tensor pair and policy is shared (through ``TensorGroup.memo``) by every met
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +21,13 @@ from sparsecheck.metrics._api import Param, TensorGroup
 
 POLICIES = ("exact", "atol", "rtol")
 DEFAULT_TOLERANCE = {"exact": 0.0, "atol": 1e-5, "rtol": 1e-3}
-#: Entries per chunk of float work.
-CHUNK = 1 << 20
+#: Entries per chunk of float work (chunks of one tensor run in parallel).
+CHUNK = 1 << 19
+#: The |Δ| histogram takes every HIST_STRIDE-th candidate of chunks with more candidates than
+#: HIST_SAMPLED (counts scaled back): its quantiles are approximate anyway, and it is the
+#: costliest part of the per-candidate work.
+HIST_STRIDE = 4
+HIST_SAMPLED = 1 << 14
 #: |Δ| histogram: the float32 exponent and two mantissa bits (bins at most 25% wide).
 HIST_SHIFT = 21
 HIST_BINS = 1 << (31 - HIST_SHIFT)
@@ -104,67 +111,138 @@ class CandidateChunk:
     differ: np.ndarray
 
 
-def candidate_chunks(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str) -> Iterator[CandidateChunk]:
-    """Walk flat stored arrays ``a`` (base) and ``b`` (tuned) in chunks of :data:`CHUNK` entries.
+def chunk_candidates(
+    a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, span: slice, out: np.ndarray | None = None
+) -> CandidateChunk:
+    """The candidates of ``span`` of flat stored arrays ``a`` (base) and ``b`` (tuned).
 
-    Bits are compared first; only the entries whose bits differ are widened, so no full-size
-    float temporaries are made.
+    Bits are compared first (into ``out`` when given: True where the bits differ); only those
+    entries are widened, so no full-size float temporaries are made.
     """
     same_dtype = a_dtype == b_dtype
     is_float = a_dtype in FLOATS or b_dtype in FLOATS
     wide = compute_dtype(a_dtype, b_dtype) if is_float else np.dtype(np.float64)
-    for start in range(0, a.size, CHUNK):
-        span = slice(start, start + CHUNK)
-        ca, cb = a[span], b[span]
-        where: np.ndarray | slice = slice(None)
-        if same_dtype:
-            where = np.flatnonzero(bits(ca) != bits(cb))
-            ca, cb = ca[where], cb[where]
-        values_a, values_b = widen(ca, a_dtype, wide), widen(cb, b_dtype, wide)
-        delta = np.abs(values_a - values_b)
-        # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
-        # only with different bits (or different dtypes).
-        differ = np.ones(delta.shape, dtype=np.bool_) if same_dtype and not is_float else values_a != values_b
-        yield CandidateChunk(span, where, values_a, values_b, delta, differ)
+    ca, cb = a[span], b[span]
+    where: np.ndarray | slice = slice(None)
+    if same_dtype:
+        where = np.flatnonzero(np.not_equal(bits(ca), bits(cb), out=out))
+        ca, cb = ca[where], cb[where]
+    values_a, values_b = widen(ca, a_dtype, wide), widen(cb, b_dtype, wide)
+    delta = np.abs(values_a - values_b)
+    # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
+    # only with different bits (or different dtypes).
+    differ = np.ones(delta.shape, dtype=np.bool_) if same_dtype and not is_float else values_a != values_b
+    return CandidateChunk(span, where, values_a, values_b, delta, differ)
+
+
+def chunk_spans(size: int) -> list[slice]:
+    return [slice(start, start + CHUNK) for start in range(0, size, CHUNK)]
+
+
+def candidate_chunks(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str) -> Iterator[CandidateChunk]:
+    """Walk flat stored arrays ``a`` and ``b`` in chunks of :data:`CHUNK` entries."""
+    for span in chunk_spans(a.size):
+        yield chunk_candidates(a, a_dtype, b, b_dtype, span)
+
+
+@dataclass
+class _ChunkCounts:
+    changed: int
+    moved: int
+    changed_if_bf16: int
+    max_abs_delta: float
+    histogram: np.ndarray
 
 
 def compare_arrays(
     a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, policy: EqualityPolicy
 ) -> PairComparison:
-    """Compare stored arrays ``a`` (base) and ``b`` (tuned) entry by entry."""
+    """Compare stored arrays ``a`` (base) and ``b`` (tuned) entry by entry.
+
+    Chunks run on a small thread pool (numpy releases the GIL), each writing its own slice of
+    the mask.
+    """
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    mask = np.zeros(flat_a.shape, dtype=np.bool_)
-    histogram = np.zeros(HIST_BINS, dtype=np.int64)
+    mask = np.empty(flat_a.shape, dtype=np.bool_)
     bf16_check = (a_dtype in FLOATS or b_dtype in FLOATS) and max(
         PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)
     ) > PRECISION["bfloat16"]
-    changed = moved = changed_bf16 = 0
-    max_delta = 0.0
-    for chunk in candidate_chunks(flat_a, a_dtype, flat_b, b_dtype):
-        hit = _changed(policy, chunk.a, chunk.b, chunk.delta, chunk.differ)
-        mask[chunk.span][chunk.where] = hit
-        changed += int(np.count_nonzero(hit))
-        moved += int(np.count_nonzero(chunk.differ))
-        finite = chunk.delta[np.isfinite(chunk.delta) & (chunk.delta > 0)]
-        if finite.size:
-            max_delta = max(max_delta, float(finite.max()))
-            top = finite.astype(np.float32).view(np.uint32) >> HIST_SHIFT
-            histogram += np.bincount(top, minlength=HIST_BINS)
-        if bf16_check:
-            bf16_a, bf16_b = round_to_bfloat16_bits(chunk.a), round_to_bfloat16_bits(chunk.b)
-            # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
-            both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
-            changed_bf16 += int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
+
+    def count(span: slice) -> _ChunkCounts:
+        return _compare_chunk(flat_a, a_dtype, flat_b, b_dtype, span, policy, mask, bf16_check)
+
+    spans = chunk_spans(flat_a.size)
+    parts = list(_pool().map(count, spans)) if len(spans) > 1 else [count(s) for s in spans]
     return PairComparison(
         numel=int(flat_a.size),
-        changed=changed,
-        moved=moved,
-        changed_if_bf16=changed_bf16 if bf16_check else None,
-        max_abs_delta=max_delta,
-        delta_histogram=histogram,
+        changed=sum(p.changed for p in parts),
+        moved=sum(p.moved for p in parts),
+        changed_if_bf16=sum(p.changed_if_bf16 for p in parts) if bf16_check else None,
+        max_abs_delta=max((p.max_abs_delta for p in parts), default=0.0),
+        delta_histogram=np.sum([p.histogram for p in parts], axis=0, dtype=np.int64)
+        if parts
+        else np.zeros(HIST_BINS, dtype=np.int64),
         mask=mask.reshape(a.shape),
         dtypes=(a_dtype, b_dtype),
     )
+
+
+def _compare_chunk(
+    a: np.ndarray,
+    a_dtype: str,
+    b: np.ndarray,
+    b_dtype: str,
+    span: slice,
+    policy: EqualityPolicy,
+    mask: np.ndarray,
+    bf16_check: bool,
+) -> _ChunkCounts:
+    out = mask[span]
+    chunk = chunk_candidates(a, a_dtype, b, b_dtype, span, out if a_dtype == b_dtype else None)
+    hit = _changed(policy, chunk.a, chunk.b, chunk.delta, chunk.differ)
+    changed = int(np.count_nonzero(hit))
+    if isinstance(chunk.where, slice):
+        out[...] = hit
+    elif changed != hit.size:  # candidates whose bits differ but which did not change
+        out[chunk.where[~hit]] = False
+    changed_bf16 = 0
+    if bf16_check:
+        bf16_a, bf16_b = round_to_bfloat16_bits(chunk.a), round_to_bfloat16_bits(chunk.b)
+        # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
+        both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
+        changed_bf16 = int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
+    return _ChunkCounts(
+        changed, int(np.count_nonzero(chunk.differ)), changed_bf16, *_delta_spread(chunk.delta)
+    )
+
+
+def _delta_spread(delta: np.ndarray) -> tuple[float, np.ndarray]:
+    """The largest finite |Δ| and the histogram of the nonzero finite ones."""
+    if not delta.size:
+        return 0.0, np.zeros(HIST_BINS, dtype=np.int64)
+    largest = float(delta.max())
+    if not np.isfinite(largest):
+        largest = float(delta[np.isfinite(delta)].max(initial=0.0))
+    stride = HIST_STRIDE if delta.size > HIST_SAMPLED else 1
+    top = delta[::stride].astype(np.float32).view(np.uint32)
+    top >>= HIST_SHIFT
+    top &= HIST_BINS - 1
+    histogram = np.bincount(top, minlength=HIST_BINS) * stride
+    histogram[0] = 0  # |Δ| = 0 (+0 vs -0) and float32 subnormals
+    histogram[_HIST_NONFINITE:] = 0  # inf and NaN
+    return largest, histogram
+
+
+#: The first histogram bin of inf and NaN (float32 exponent all ones).
+_HIST_NONFINITE = 0x7F800000 >> HIST_SHIFT
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="sparsecheck")
+    return _POOL
 
 
 def _changed(

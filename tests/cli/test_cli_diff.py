@@ -14,7 +14,7 @@ from sparsecheck.exitcodes import ExitCode
 from sparsecheck.testing import plant_changes, tiny_llama_state_dict, write_checkpoint
 
 
-def _table_value(out: str, check_id: str = "diff") -> str:
+def _table_value(out: str, check_id: str = "update_sparsity") -> str:
     """The value cell of ``check_id``'s row in the results table."""
     match = re.search(rf"^{re.escape(check_id)}\s+update_sparsity\s+(\S+)", out, re.MULTILINE)
     assert match, out

@@ -1,0 +1,59 @@
+"""Checks built from the command line (``diff``, ``mask``): metrics over one BASE → TUNED pair."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsecheck._config import Config
+from sparsecheck.errors import Location, UsageError
+from sparsecheck.spec._args import validate_args
+from sparsecheck.spec._model import Check, CheckpointRef
+from sparsecheck.spec._yaml import YamlMap
+
+PAIR = ("base", "tuned")
+
+
+def pair_checks(
+    config: Config,
+    base: str,
+    tuned: str,
+    metrics: Sequence[str],
+    options: Mapping[str, Any],
+    per: str | None = None,
+) -> list[Check]:
+    """One check per metric over BASE → TUNED, no expectation.
+
+    ``options`` (CLI values by argument name; None = not given) go to each metric that takes
+    them; ``per`` to each metric that has that granularity.  An error opening a checkpoint names
+    the argument (``TUNED: <path>: …``).
+    """
+    refs = {
+        "base": CheckpointRef("base", base, Location("BASE")),
+        "tuned": CheckpointRef("tuned", tuned, Location("TUNED")),
+    }
+    checks = []
+    for name in metrics:
+        metric = config.metric(name)
+        params = {p.name: p for p in metric.all_params()}
+        needed = {p.name for p in params.values() if p.kind == "checkpoint" and p.required}
+        if not needed or not needed <= set(PAIR) or not set(PAIR) <= set(params):
+            raise UsageError(f"--metrics: {name!r} does not compare a BASE and a TUNED checkpoint")
+        given = YamlMap(Location("<command line>"))
+        for key, value in {"base": "base", "tuned": "tuned", **options}.items():
+            if key in params and value is not None:
+                given.put(key, value, Location(f"--{key}"), Location(f"--{key.replace('_', '-')}"))
+        args = validate_args(metric, given, Location("<command line>"), refs, Path.cwd())
+        checks.append(
+            Check(
+                id=name,
+                metric=name,
+                args=args,
+                location=Location("<command line>"),
+                spec_path=Path.cwd() / "<command line>",
+                checkpoints=refs,
+                per=per if per in metric.granularities else None,
+            )
+        )
+    return checks
