@@ -6,10 +6,9 @@ The public API.  Plugin authors need ``hookimpl``, ``Metric``, ``Reducer``, ``Pa
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from sparsecheck._config import Config, OptionRegistry, ReadProgress, Session
 from sparsecheck._manager import hookimpl
+from sparsecheck._version import __version__
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import (
@@ -32,10 +31,6 @@ from sparsecheck.metrics._api import (
 )
 from sparsecheck.spec._model import Check, CheckpointRef, Expectation, SpecFile
 
-try:
-    __version__ = version("sparsecheck")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = [
     "Check",

@@ -8,12 +8,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError, relevance
+from typing import TYPE_CHECKING
 
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._yaml import YamlMap, locate
+
+if TYPE_CHECKING:  # jsonschema is imported only when a spec file is validated
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -40,6 +43,8 @@ def load_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(load_schema())
 
 
@@ -54,9 +59,15 @@ def validate_document(document: YamlMap) -> None:
     first = min(ranked)
     location, error = max(
         (pair for pair, rank in zip(placed, ranked, strict=True) if rank == first),
-        key=lambda pair: relevance(pair[1]),
+        key=lambda pair: _relevance(pair[1]),
     )
     raise SpecError(_message(error), location)
+
+
+def _relevance(error: ValidationError) -> Any:
+    from jsonschema.exceptions import relevance
+
+    return relevance(error)
 
 
 def _location(error: ValidationError, document: YamlMap) -> Location:
