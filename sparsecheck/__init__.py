@@ -29,10 +29,11 @@ from sparsecheck.metrics._api import (
     TensorGroup,
     TensorMeta,
 )
+from sparsecheck.metrics._grouping import GRANULARITIES, group_key, layer_of, module_of, sort_keys
 from sparsecheck.spec._model import Check, CheckpointRef, Expectation, SpecFile
 
-
 __all__ = [
+    "GRANULARITIES",
     "Check",
     "CheckOutcome",
     "CheckpointError",
@@ -60,5 +61,9 @@ __all__ = [
     "TensorMeta",
     "UsageError",
     "__version__",
+    "group_key",
     "hookimpl",
+    "layer_of",
+    "module_of",
+    "sort_keys",
 ]

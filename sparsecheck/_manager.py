@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pluggy
 
@@ -18,6 +18,15 @@ from sparsecheck.errors import PluginError, UsageError
 
 if TYPE_CHECKING:
     from sparsecheck.metrics._api import Metric
+    from sparsecheck.training._api import TrainingBackend
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+Named = TypeVar("Named", bound=_Named)
 
 hookimpl = pluggy.HookimplMarker("sparsecheck")
 
@@ -38,6 +47,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "engine": "sparsecheck.engine._run",
     "expectations": "sparsecheck.spec._expect",
     "update_sparsity": "sparsecheck.metrics.update_sparsity",
+    "update_mask": "sparsecheck.metrics.update_mask",
+    "mask_overlap": "sparsecheck.metrics.mask_overlap",
     "update_rank": "sparsecheck.metrics.update_rank",
     "layernorm_sparsity": "sparsecheck.metrics.layernorm_sparsity",
     "transient": "sparsecheck.metrics.transient",
@@ -47,6 +58,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "json": "sparsecheck.reports.json_report",
     "junitxml": "sparsecheck.reports.junitxml",
     "markdown": "sparsecheck.reports.markdown",
+    "html": "sparsecheck.reports.html",
 }
 
 
@@ -113,33 +125,49 @@ def load_local_plugin(pm: pluggy.PluginManager, folder: Path) -> ModuleType | No
     return module
 
 
+def _registered(pm: pluggy.PluginManager, hook_name: str, kind: type, what: str) -> list[tuple[str, Any]]:
+    """Everything plugins return from the registry hook ``hook_name`` (each an instance of
+    ``kind``), with the plugin's name, in hook order."""
+    found: list[tuple[str, Any]] = []
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        returned = impl.function() or ()
+        for item in returned if isinstance(returned, Iterable) else [returned]:
+            if not isinstance(item, kind):
+                raise PluginError(f"plugin {impl.plugin_name!r}: {hook_name} returned {item!r}, not a {what}")
+            found.append((impl.plugin_name, item))
+    return found
+
+
+def _by_name(owned: list[tuple[str, Named]], what: str) -> dict[str, Named]:
+    """Items by their ``name``; a name registered twice is an error naming both plugins."""
+    items: dict[str, Named] = {}
+    owners: dict[str, str] = {}
+    for plugin, item in owned:
+        name = item.name
+        if name in items:
+            raise PluginError(
+                f"{what} {name!r} is registered by both plugin {owners[name]!r} and plugin {plugin!r}"
+            )
+        items[name] = item
+        owners[name] = plugin
+    return items
+
+
 def metric_owners(pm: pluggy.PluginManager) -> list[tuple[str, Metric]]:
     """Every metric any plugin registers, with the registering plugin's name, in hook order."""
     from sparsecheck.metrics._api import Metric
 
-    found: list[tuple[str, Metric]] = []
-    for impl in pm.hook.sparsecheck_add_metrics.get_hookimpls():
-        returned = impl.function() or ()
-        for metric in returned if isinstance(returned, Iterable) else [returned]:
-            if not isinstance(metric, Metric):
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r}: sparsecheck_add_metrics returned "
-                    f"{metric!r}, not a sparsecheck.Metric"
-                )
-            found.append((impl.plugin_name, metric))
-    return found
+    return _registered(pm, "sparsecheck_add_metrics", Metric, "sparsecheck.Metric")
 
 
 def collect_metrics(pm: pluggy.PluginManager) -> dict[str, Metric]:
     """Metrics by name; a name registered twice is an error naming both plugins."""
-    metrics: dict[str, Metric] = {}
-    owners: dict[str, str] = {}
-    for plugin, metric in metric_owners(pm):
-        if metric.name in metrics:
-            raise PluginError(
-                f"metric {metric.name!r} is registered by both plugin "
-                f"{owners[metric.name]!r} and plugin {plugin!r}"
-            )
-        metrics[metric.name] = metric
-        owners[metric.name] = plugin
-    return metrics
+    return _by_name(metric_owners(pm), "metric")
+
+
+def collect_backends(pm: pluggy.PluginManager) -> dict[str, TrainingBackend]:
+    """Training backends by name; a name registered twice is an error naming both plugins."""
+    from sparsecheck.training._api import TrainingBackend
+
+    owned = _registered(pm, "sparsecheck_add_backends", TrainingBackend, "sparsecheck TrainingBackend")
+    return _by_name(owned, "training backend")

@@ -100,6 +100,33 @@ def _session_options(registry: OptionRegistry) -> Callable[[click.Command], clic
     return apply
 
 
+#: Metric arguments ``diff`` and ``mask`` take from their options.
+PAIR_ARGS = ("policy", "tol", "include", "exclude", "on_mismatch", "output")
+
+
+def _pair_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options ``diff`` and ``mask`` share: how entries are compared and which tensors."""
+    for option in reversed(
+        [
+            click.option(
+                "--policy", type=click.Choice(["exact", "atol", "rtol"]), default="atol", show_default=True
+            ),
+            click.option("--tol", type=float, help="The policy's tolerance (default: atol 1e-5, rtol 1e-3)."),
+            click.option("--include", multiple=True, metavar="GLOB", help="Compare only these tensor names."),
+            click.option("--exclude", multiple=True, metavar="GLOB", help="Leave these tensor names out."),
+            click.option(
+                "--on-mismatch",
+                type=click.Choice(["error", "skip"]),
+                default="error",
+                show_default=True,
+                help="A name on one side only, or a shape mismatch: fail, or skip and list it.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 def _config(pm: pluggy.PluginManager, options: dict[str, Any]) -> Config:
     options["verbosity"] = options.pop("verbose", 0) - options.pop("quiet", 0)
     config = Config(pm, options)
@@ -132,6 +159,17 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         config = _config(pm, options)
         return _run_and_exit(config, paths=list(paths) or [Path.cwd()])
 
+    def run_pair(base: str, tuned: str, metrics: list[str], options: dict[str, Any]) -> int:
+        """Run ``metrics`` over BASE → TUNED: no cache file unless --cache-dir, no --lf record."""
+        metric_args = {key: options.pop(key, None) for key in PAIR_ARGS}
+        metric_args["include"] = list(metric_args["include"])
+        metric_args["exclude"] = list(metric_args["exclude"])
+        per = options.pop("per", None)
+        options["no_cache"] = options.get("no_cache") or options.get("cache_dir") is None
+        pm.set_blocked("lastfailed")  # not a spec run: nothing for --lf to rerun
+        config = _config(pm, options)
+        return _run_and_exit(config, checks=pair_checks(config, base, tuned, metrics, metric_args, per))
+
     @session_options
     @cli.command()
     @click.argument("base")
@@ -144,36 +182,39 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         help="Comma-separated metrics over the pair, all from one read (see `sparsecheck metrics`).",
     )
     @click.option("--per", type=click.Choice(GRANULARITIES), help="Also break down per group.")
-    @click.option("--policy", type=click.Choice(["exact", "atol", "rtol"]), default="atol", show_default=True)
-    @click.option("--tol", type=float, help="The policy's tolerance (default: atol 1e-5, rtol 1e-3).")
-    @click.option("--include", multiple=True, metavar="GLOB", help="Compare only these tensor names.")
-    @click.option("--exclude", multiple=True, metavar="GLOB", help="Leave these tensor names out.")
     @click.option(
-        "--on-mismatch",
-        type=click.Choice(["error", "skip"]),
-        default="error",
-        show_default=True,
-        help="A name on one side only, or a shape mismatch: fail, or skip and list it.",
+        "--mask-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the mask file."
     )
+    @_pair_options
     def diff(base: str, tuned: str, **options: Any) -> int:
         """A first look at what changed from BASE to TUNED, without a spec.
 
         Writes no file unless asked: results are cached only with --cache-dir.
         """
-        metric_args = {
-            key: options.pop(key) for key in ("policy", "tol", "include", "exclude", "on_mismatch")
-        }
-        metric_args["include"], metric_args["exclude"] = (
-            list(metric_args["include"]),
-            list(metric_args["exclude"]),
-        )
         metrics = [m.strip() for m in options.pop("metrics").split(",") if m.strip()]
-        per = options.pop("per")
+        mask_out = options.pop("mask_out")
+        if mask_out is not None:
+            metrics.append("update_mask")
+            options["output"] = str(mask_out)
         options["verbose"] = max(1, options.get("verbose", 0))
-        options["no_cache"] = options.get("no_cache") or options.get("cache_dir") is None
-        pm.set_blocked("lastfailed")  # a diff is not a spec run: nothing for --lf to rerun
-        config = _config(pm, options)
-        return _run_and_exit(config, checks=pair_checks(config, base, tuned, metrics, metric_args, per))
+        return run_pair(base, tuned, metrics, options)
+
+    @session_options
+    @cli.command()
+    @click.argument("base")
+    @click.argument("tuned")
+    @click.option(
+        "-o",
+        "--output",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The mask file to write (packed bits, safetensors).",
+    )
+    @_pair_options
+    def mask(base: str, tuned: str, **options: Any) -> int:
+        """Write the mask of entries changed from BASE to TUNED (what subnetwork training may update)."""
+        options["output"] = str(options["output"])
+        return run_pair(base, tuned, ["update_mask"], options)
 
     @_accepts_plugins
     @cli.command()

@@ -34,7 +34,7 @@ def sparsecheck_run_checks(
         results: dict[str, MetricResult | BaseException] = {}
         keys: dict[str, str] = {}
         for item in planned:
-            if item.error is None:
+            if item.error is None and item.metric.cacheable:
                 keys[item.check.nodeid] = key = cache.key(item, planner.readers)
                 cached = cache.get(key)
                 if cached is not None:
@@ -45,7 +45,7 @@ def sparsecheck_run_checks(
         for item in planned:
             if item.check.nodeid not in results:
                 results[item.check.nodeid] = result = finish(item)
-                if isinstance(result, MetricResult):
+                if isinstance(result, MetricResult) and item.check.nodeid in keys:
                     _cache_result(cache, keys[item.check.nodeid], result)
         session.durations.update({p.check.nodeid: p.seconds for p in planned})
         return results
@@ -87,7 +87,7 @@ def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -
         def meta(rid: str, stored: Mapping[str, StoredTensor] = stored) -> TensorMeta:
             return stored[rid].meta
 
-        group = TensorGroup(name, load, meta)
+        group = TensorGroup(name, load, meta, readers)
         for item in wanted[name]:
             if item.error is not None or item.reducer is None:
                 continue

@@ -20,6 +20,8 @@ from sparsecheck._dtypes import to_torch
 if TYPE_CHECKING:
     import torch
 
+    from sparsecheck.checkpoints._reader import CheckpointReader
+
 Scalar = float | int | str | bool | None
 Fields = dict[str, Scalar]
 
@@ -104,6 +106,7 @@ class TensorGroup:
     names the real dtype).  ``tensor(key)`` is the same data as a torch tensor, zero-copy.
     Never write into either: they may map the checkpoint file.  ``memo(key, compute)`` shares
     derived values (a changed-mask, |Δ|) between the metrics fed from this same read.
+    ``reader(key)`` is the checkpoint's reader (its source, path and fingerprint).
     """
 
     def __init__(
@@ -111,11 +114,16 @@ class TensorGroup:
         name: str,
         loader: Callable[[str], np.ndarray],
         meta: Callable[[str], TensorMeta],
+        readers: Mapping[str, CheckpointReader] | None = None,
     ) -> None:
         self.name = name
         self._loader = loader
         self._meta = meta
+        self._readers = readers or {}
         self._memo: dict[Any, Any] = {}
+
+    def reader(self, checkpoint: str) -> CheckpointReader:
+        return self._readers[checkpoint]
 
     def array(self, checkpoint: str) -> np.ndarray:
         return self._loader(checkpoint)
@@ -210,6 +218,8 @@ class Metric(ABC):
     granularities: ClassVar[tuple[str, ...]] = ()
     #: Whether the engine streams tensors to this metric's reducer.
     reads_tensors: ClassVar[bool] = True
+    #: Whether results may come from the result cache (False for metrics with side effects).
+    cacheable: ClassVar[bool] = True
 
     @classmethod
     def all_params(cls) -> tuple[Param, ...]:

@@ -6,9 +6,7 @@ import functools
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.spec._messages import did_you_mean, show_value

@@ -11,29 +11,22 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, UsageError, hookimpl
+from sparsecheck import (
+    GRANULARITIES,
+    Metric,
+    MetricResult,
+    Param,
+    Reducer,
+    SkippedTensor,
+    TensorGroup,
+    UsageError,
+    group_key,
+    hookimpl,
+)
 
-GRANULARITIES = ("tensor", "layer", "module")
 #: Entries converted to float64 at a time, so memory stays flat however large a tensor is.
 CHUNK = 1 << 20
 Fields = dict[str, float | int | str | bool | None]
-
-
-def group_of(granularity: str, name: str) -> str:
-    """The group of tensor ``name``, keyed like sparsecheck's built-in metrics key theirs.
-
-    ``layer``: the name up to its first integer component (``model.layers.3``), or ``other``;
-    ``module``: the name with that component replaced by ``*``; ``tensor``: the name itself.
-    """
-    parts = name.split(".")
-    index = next((i for i, part in enumerate(parts) if part.isascii() and part.isdigit()), None)
-    if granularity == "tensor":
-        return name
-    if index is None:
-        return "other" if granularity == "layer" else name
-    if granularity == "layer":
-        return ".".join(parts[: index + 1])
-    return ".".join([*parts[:index], "*", *parts[index + 1 :]])
 
 
 class UpdateNormReducer(Reducer):
@@ -61,7 +54,7 @@ class UpdateNormReducer(Reducer):
         for granularity in GRANULARITIES:
             totals: dict[str, list[float]] = {}
             for name, (delta_sq, base_sq) in self.sums.items():
-                total = totals.setdefault(group_of(granularity, name), [0.0, 0.0])
+                total = totals.setdefault(group_key(granularity, name), [0.0, 0.0])
                 total[0] += delta_sq
                 total[1] += base_sq
             groups[granularity] = {key: _fields(*sums) for key, sums in totals.items()}
@@ -103,4 +96,4 @@ def sparsecheck_add_metrics() -> list[Metric]:
     return [UpdateNorm()]
 
 
-__all__ = ["UpdateNorm", "UpdateNormReducer", "group_of", "sparsecheck_add_metrics"]
+__all__ = ["UpdateNorm", "UpdateNormReducer", "sparsecheck_add_metrics"]
