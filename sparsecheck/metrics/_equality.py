@@ -173,15 +173,16 @@ def compare_arrays(
 
     spans = chunk_spans(flat_a.size)
     parts = list(_pool().map(count, spans)) if len(spans) > 1 else [count(s) for s in spans]
+    histogram = np.zeros(HIST_BINS, dtype=np.int64)
+    for part in parts:
+        histogram += part.histogram
     return PairComparison(
         numel=int(flat_a.size),
         changed=sum(p.changed for p in parts),
         moved=sum(p.moved for p in parts),
         changed_if_bf16=sum(p.changed_if_bf16 for p in parts) if bf16_check else None,
         max_abs_delta=max((p.max_abs_delta for p in parts), default=0.0),
-        delta_histogram=np.sum([p.histogram for p in parts], axis=0, dtype=np.int64)
-        if parts
-        else np.zeros(HIST_BINS, dtype=np.int64),
+        delta_histogram=histogram,
         mask=mask.reshape(a.shape),
         dtypes=(a_dtype, b_dtype),
     )

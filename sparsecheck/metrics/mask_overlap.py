@@ -1,0 +1,391 @@
+"""The ``mask_overlap`` metric: how much two runs from one base updated the same entries.
+
+Masks m1, m2 come from two runs (``run_a``, ``run_b``, each compared with ``base``) or from two
+mask files (``mask_a``, ``mask_b``).  Reported globally, per tensor, per layer and per module
+type, each group with its own baselines (METRICS.md, mask_overlap):
+
+- ``o1`` = |m1∧m2| / |m1|, ``o2`` = |m1∧m2| / |m2|; uniform baselines ``baseline_o1`` = |m2| / n,
+  ``baseline_o2`` = |m1| / n; ``lift_o1`` = o1 / baseline_o1 (the value), ``lift_o2``;
+  ``jaccard`` = |m1∧m2| / |m1∨m2|;
+- ``z_score`` and ``log10_p``: |m1∧m2| against the hypergeometric null (population n, |m1|
+  marked, |m2| drawn), upper tail;
+- with ``base``: ``baseline_o1_matched`` = Σ_b |m1∩b|·|m2∩b|/|b| / |m1| over strata b of entries
+  whose base value has one binary exponent (zeros one stratum, inf and NaN one, subnormals share
+  their dtype's exponent field 0; sign ignored; the stratum is the unbiased exponent, so equal
+  exponents of different dtypes share one), ``baseline_o2_matched`` likewise, and their lifts.
+  Without ``base`` (two mask files alone) these four fields are null.
+
+Edge cases: a ratio with a zero denominator is NaN (|m1| = 0 makes o1 and lift_o1 NaN, |m2| = 0
+makes o2 NaN and baseline_o1 0, so lift_o1 NaN), and a note says which mask is empty;
+``z_score`` is NaN when the null has no variance (|m1| or |m2| is 0 or n), where ``log10_p`` is 0.
+Only per-stratum counts are kept per tensor, never a mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sparsecheck._dtypes import bits, sign_mask
+from sparsecheck._manager import hookimpl
+from sparsecheck.checkpoints._pairing import Pairing, pair_tensors
+from sparsecheck.errors import CheckpointError, UsageError
+from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
+from sparsecheck.metrics._equality import CHUNK, POLICY_PARAMS, EqualityPolicy, compare
+from sparsecheck.metrics._grouping import GRANULARITIES, group_key, sort_keys
+from sparsecheck.metrics._hypergeom import log10_upper_tail, z_score
+from sparsecheck.metrics._maskfile import MaskFile, popcount
+
+#: Float dtype → (shift, mask, bias) of its exponent field, and whether all ones there is inf/NaN.
+_EXPONENTS: dict[str, tuple[int, int, int, bool]] = {
+    "bfloat16": (7, 0xFF, 127, True),
+    "float16": (10, 0x1F, 15, True),
+    "float32": (23, 0xFF, 127, True),
+    "float64": (52, 0x7FF, 1023, True),
+    "float8_e5m2": (2, 0x1F, 15, True),
+    "float8_e4m3fn": (3, 0xF, 7, False),
+}
+ZERO_STRATUM, NONFINITE_STRATUM = 0, 1
+#: Stratum of unbiased exponent e is e + this (e from −1023 to 1023).
+_EXPONENT_OFFSET = 2 + 1023
+STRATA = _EXPONENT_OFFSET + 1024
+
+
+def stratum_ids(values: np.ndarray, dtype: str) -> np.ndarray:
+    """The magnitude stratum of each stored value (non-float dtypes go through float64)."""
+    if dtype not in _EXPONENTS:
+        values, dtype = values.astype(np.float64), "float64"
+    shift, width, bias, ieee = _EXPONENTS[dtype]
+    raw = bits(values)
+    exponent = ((raw >> shift) & width).astype(np.intp)
+    ids = exponent + (_EXPONENT_OFFSET - bias)
+    ids[(raw & raw.dtype.type(sign_mask(dtype) - 1)) == 0] = ZERO_STRATUM
+    if ieee:
+        ids[exponent == width] = NONFINITE_STRATUM
+    return ids
+
+
+@dataclass(frozen=True)
+class Strata:
+    """One tensor's entry counts per non-empty magnitude stratum."""
+
+    ids: np.ndarray
+    changed_a: np.ndarray
+    changed_b: np.ndarray
+    total: np.ndarray
+
+
+def stratum_counts(base: np.ndarray, dtype: str, mask_a: np.ndarray, mask_b: np.ndarray) -> Strata:
+    """Count |m1∩b|, |m2∩b| and |b| for every stratum b of ``base`` (in chunks)."""
+    flat, flat_a, flat_b = base.reshape(-1), mask_a.reshape(-1), mask_b.reshape(-1)
+    total, changed_a, changed_b = (np.zeros(STRATA, dtype=np.int64) for _ in range(3))
+    for start in range(0, flat.size, CHUNK):
+        ids = stratum_ids(flat[start : start + CHUNK], dtype)
+        total += np.bincount(ids, minlength=STRATA)
+        changed_a += np.bincount(ids[flat_a[start : start + CHUNK]], minlength=STRATA)
+        changed_b += np.bincount(ids[flat_b[start : start + CHUNK]], minlength=STRATA)
+    kept = np.flatnonzero(total)
+    return Strata(kept, changed_a[kept], changed_b[kept], total[kept])
+
+
+@dataclass(frozen=True)
+class TensorOverlap:
+    """The counts of one tensor: entries, |m1|, |m2|, |m1∧m2|, and strata when a base is given."""
+
+    numel: int
+    changed_a: int
+    changed_b: int
+    both: int
+    strata: Strata | None = None
+
+    @classmethod
+    def of_masks(cls, mask_a: np.ndarray, mask_b: np.ndarray, strata: Strata | None) -> TensorOverlap:
+        both = int(np.count_nonzero(mask_a & mask_b))
+        return cls(mask_a.size, int(np.count_nonzero(mask_a)), int(np.count_nonzero(mask_b)), both, strata)
+
+
+def _ratio(top: float, bottom: float) -> float:
+    return top / bottom if bottom else float("nan")
+
+
+def _matched_intersection(items: Sequence[TensorOverlap]) -> float | None:
+    """E|m1∧m2| with m2 random within each stratum of the group; None without strata."""
+    strata = [item.strata for item in items]
+    if not strata or any(s is None for s in strata):
+        return None
+    total, changed_a, changed_b = (np.zeros(STRATA, dtype=np.int64) for _ in range(3))
+    for s in strata:
+        assert s is not None
+        total[s.ids] += s.total
+        changed_a[s.ids] += s.changed_a
+        changed_b[s.ids] += s.changed_b
+    used = total > 0
+    return float(np.sum(changed_a[used].astype(np.float64) * changed_b[used] / total[used]))
+
+
+def overlap_fields(items: Sequence[TensorOverlap]) -> Fields:
+    """Every mask_overlap field of a group of tensors (see the module docstring)."""
+    n = sum(item.numel for item in items)
+    a = sum(item.changed_a for item in items)
+    b = sum(item.changed_b for item in items)
+    both = sum(item.both for item in items)
+    o1, o2 = _ratio(both, a), _ratio(both, b)
+    baseline_o1, baseline_o2 = _ratio(b, n), _ratio(a, n)
+    fields: Fields = {
+        "o1": o1,
+        "o2": o2,
+        "baseline_o1": baseline_o1,
+        "baseline_o2": baseline_o2,
+        "lift_o1": _ratio(o1, baseline_o1),
+        "lift_o2": _ratio(o2, baseline_o2),
+        "jaccard": _ratio(both, a + b - both),
+        "intersection": both,
+        "changed_a": a,
+        "changed_b": b,
+        "compared": n,
+        "z_score": z_score(both, n, a, b) if n else float("nan"),
+        "log10_p": log10_upper_tail(both, n, a, b) if n else float("nan"),
+    }
+    matched = _matched_intersection(items)
+    matched_o1 = None if matched is None else _ratio(matched, a)
+    matched_o2 = None if matched is None else _ratio(matched, b)
+    fields.update(
+        baseline_o1_matched=matched_o1,
+        baseline_o2_matched=matched_o2,
+        lift_o1_matched=None if matched_o1 is None else _ratio(o1, matched_o1),
+        lift_o2_matched=None if matched_o2 is None else _ratio(o2, matched_o2),
+    )
+    return fields
+
+
+@dataclass
+class OverlapTally:
+    """Per-tensor counts of one pass, summarised globally and per group."""
+
+    counts: dict[str, TensorOverlap] = field(default_factory=dict)
+
+    def groups(self) -> dict[str, dict[str, Fields]]:
+        groups: dict[str, dict[str, Fields]] = {}
+        for granularity in GRANULARITIES:
+            members: dict[str, list[TensorOverlap]] = {}
+            for name, count in self.counts.items():
+                members.setdefault(group_key(granularity, name), []).append(count)
+            groups[granularity] = {}
+            for key in sort_keys(members):
+                fields = overlap_fields(members[key])
+                if granularity != "tensor":
+                    fields["tensors"] = len(members[key])
+                groups[granularity][key] = fields
+        return groups
+
+
+class _MaskFiles:
+    """``mask_a`` and ``mask_b`` opened and paired by name like checkpoints."""
+
+    def __init__(self, metric: str, args: Mapping[str, Any]) -> None:
+        self.paths = (str(args["mask_a"]), str(args["mask_b"]))
+        self.files: list[MaskFile] = []
+        try:
+            self.files.extend(MaskFile.open(path) for path in self.paths)
+            self.pairing: Pairing = pair_tensors(
+                dict(zip(("mask_a", "mask_b"), self.files, strict=True)),
+                args.get("include", ()),
+                args.get("exclude", ()),
+                args.get("on_mismatch", "error"),
+                context=f"{metric} (mask_a {self.paths[0]}, mask_b {self.paths[1]})",
+            )
+        except BaseException:
+            self.close()
+            raise
+        self.skipped_names = {s.name for s in self.pairing.skipped}
+
+    def policy(self) -> EqualityPolicy:
+        return self.files[0].policy
+
+    def notes(self) -> list[str]:
+        first, second = (f.metadata for f in self.files)
+        notes = list(self.pairing.notes)
+        if first["policy"] != second["policy"] or first["tol"] != second["tol"]:
+            notes.append(
+                f"the masks use different policies: mask_a {self.files[0].policy.describe()}, "
+                f"mask_b {self.files[1].policy.describe()}"
+            )
+        if first.get("base_fingerprint") != second.get("base_fingerprint"):
+            notes.append("mask_a and mask_b were made from different base checkpoints (fingerprints differ)")
+        return notes
+
+    def overlap(self, name: str) -> TensorOverlap:
+        """Counts from the packed bits, unpacking nothing (no strata)."""
+        a, b = (f.packed(name) for f in self.files)
+        numel = self.files[0].tensors()[name].meta.numel
+        return TensorOverlap(numel, popcount(a, numel), popcount(b, numel), popcount(a & b, numel))
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+
+
+def _from_runs(metric: str, args: Mapping[str, Any]) -> bool:
+    """Whether the masks come from run_a/run_b (else from mask_a/mask_b); UsageError if neither."""
+    runs = [key for key in ("run_a", "run_b") if args.get(key) is not None]
+    masks = [key for key in ("mask_a", "mask_b") if args.get(key) is not None]
+    problem = ""
+    if runs and masks:
+        problem = f"give runs or mask files, not both ({', '.join(runs + masks)} given)"
+    elif len(runs) == 2 and args.get("base") is None:
+        problem = "run_a and run_b need base (their masks are their changes from it)"
+    elif len(runs) + len(masks) != 2:
+        given = runs + masks
+        problem = f"only {given[0]} given" if given else "no runs and no mask files given"
+    if problem:
+        raise UsageError(
+            f"{metric}: {problem}; give base, run_a and run_b, or mask_a and mask_b "
+            "(mask files; base optional, for the magnitude-matched baseline)"
+        )
+    return bool(runs)
+
+
+class MaskOverlapReducer(Reducer):
+    def __init__(self, metric: str, args: Mapping[str, Any]) -> None:
+        self.metric = metric
+        self.base: str | None = args.get("base")
+        self.runs = (args.get("run_a"), args.get("run_b"))
+        from_runs = _from_runs(metric, args)
+        self.on_mismatch = args.get("on_mismatch", "error")
+        self.masks = None if from_runs else _MaskFiles(metric, args)
+        self.policy = EqualityPolicy.from_args(args) if self.masks is None else self.masks.policy()
+        self.tally = OverlapTally()
+        #: Tensors of the base that do not pair with the mask files → why.
+        self.unpaired: dict[str, str] = {}
+
+    def update(self, group: TensorGroup) -> None:
+        assert self.base is not None  # the engine streams tensors only when there is a base
+        if self.masks is None:
+            run_a, run_b = self.runs
+            assert run_a is not None and run_b is not None
+            mask_a = compare(group, self.base, run_a, self.policy).mask
+            mask_b = compare(group, self.base, run_b, self.policy).mask
+        else:
+            pair = self._mask_pair(group.name, group.meta(self.base).shape)
+            if pair is None:
+                return
+            mask_a, mask_b = pair
+        strata = stratum_counts(group.array(self.base), group.meta(self.base).dtype, mask_a, mask_b)
+        self.tally.counts[group.name] = TensorOverlap.of_masks(mask_a, mask_b, strata)
+
+    def _mask_pair(self, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        assert self.masks is not None
+        if name in self.masks.skipped_names:
+            return None
+        if name not in self.masks.pairing.names:
+            self.unpaired[name] = "in base, not in the mask files"
+            return None
+        mask_shape = self.masks.files[0].shape(name)
+        if mask_shape != shape:
+            self.unpaired[name] = f"shape {shape} in base vs {mask_shape} in the mask files"
+            return None
+        return self.masks.files[0].read(name), self.masks.files[1].read(name)
+
+    def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
+        notes: list[str] = []
+        skipped = list(skipped)
+        if self.masks is not None:
+            try:
+                notes, skipped = self._finish_masks(skipped)
+            finally:
+                self.masks.close()
+        if not self.tally.counts:
+            raise UsageError(f"{self.metric}: no tensor was compared (include/exclude select nothing)")
+        fields = overlap_fields(list(self.tally.counts.values()))
+        fields.update(
+            tensors=len(self.tally.counts),
+            skipped=len(skipped),
+            policy=self.policy.name,
+            tol=self.policy.tol,
+            masks="checkpoints" if self.masks is None else "mask files",
+        )
+        return MetricResult(
+            metric=self.metric,
+            value_field="lift_o1",
+            fields=fields,
+            definition=self._definition(),
+            groups=self.tally.groups(),
+            skipped=sorted(skipped, key=lambda s: s.name),
+            notes=notes + self._edge_notes(fields),
+        )
+
+    def _finish_masks(self, skipped: list[SkippedTensor]) -> tuple[list[str], list[SkippedTensor]]:
+        assert self.masks is not None
+        if self.base is None:
+            for name in self.masks.pairing.names:
+                self.tally.counts[name] = self.masks.overlap(name)
+        else:
+            for name in self.masks.pairing.names:
+                if name not in self.tally.counts and name not in self.unpaired:
+                    self.unpaired[name] = "in the mask files, not in base"
+            if self.unpaired and self.on_mismatch != "skip":
+                shown = "; ".join(f"{name}: {why}" for name, why in sorted(self.unpaired.items())[:3])
+                more = f" (and {len(self.unpaired) - 3} more)" if len(self.unpaired) > 3 else ""
+                raise CheckpointError(
+                    f"{self.metric}: {len(self.unpaired)} tensors of base and the mask files do not pair: "
+                    f"{shown}{more}; leave them out with exclude or skip them with on_mismatch: skip"
+                )
+        skipped += list(self.masks.pairing.skipped)
+        skipped += [SkippedTensor(name, why) for name, why in self.unpaired.items()]
+        return self.masks.notes(), skipped
+
+    def _definition(self) -> str:
+        source = (
+            f"masks of base→run_a and base→run_b, {self.policy.describe()}"
+            if self.masks is None
+            else f"masks from files {self.masks.paths[0]} and {self.masks.paths[1]}"
+        )
+        matched = "; matched baselines stratified by the base value's binary exponent" if self.base else ""
+        return (
+            f"{self.metric}: o1 = |m1∧m2|/|m1|, o2 = |m1∧m2|/|m2|, uniform baselines |m2|/n and |m1|/n, "
+            f"lift = o/baseline, Jaccard, hypergeometric z and log10 upper-tail p{matched}; {source}; "
+            "METRICS.md"
+        )
+
+    def _edge_notes(self, fields: Fields) -> list[str]:
+        labels = ("run_a", "run_b") if self.masks is None else ("mask_a", "mask_b")
+        notes = [
+            f"{label} changed no entry: {ratio} and lift_{ratio} are undefined (NaN)"
+            for label, count, ratio in zip(labels, ("changed_a", "changed_b"), ("o1", "o2"), strict=True)
+            if fields[count] == 0
+        ]
+        if self.base is None:
+            notes.append("no base given: the magnitude-matched baselines need its values (fields null)")
+        return notes
+
+
+class MaskOverlap(Metric):
+    name = "mask_overlap"
+    summary = "overlap of two runs' update masks against uniform and magnitude-matched chance"
+    params = (
+        Param(
+            "base",
+            "checkpoint",
+            "the common base (required with run_a/run_b; with mask files, "
+            "gives the magnitude-matched baseline)",
+            None,
+        ),
+        Param("run_a", "checkpoint", "the first run's tuned checkpoint (m1 = its changes from base)", None),
+        Param("run_b", "checkpoint", "the second run's tuned checkpoint (m2)", None),
+        Param("mask_a", "mask", "a mask file (sparsecheck mask) for m1, instead of run_a", None),
+        Param("mask_b", "mask", "a mask file for m2, instead of run_b", None),
+        *POLICY_PARAMS,
+    )
+    value_field = "lift_o1"
+    granularities = GRANULARITIES
+
+    def reducer(self, args: Mapping[str, Any]) -> Reducer:
+        return MaskOverlapReducer(self.name, args)
+
+
+@hookimpl
+def sparsecheck_add_metrics() -> list[Metric]:
+    return [MaskOverlap()]
