@@ -190,7 +190,8 @@ def main() -> None:
         params = index["metadata"]["total_size"] // 2
         result = bench(base, tuned, args.rounds)
         sc, naive, floor = result["sparsecheck"], result["naive"], result["floor"]
-        print(f"\n{LAYERS * size} layers, {params / 1e6:.0f}M parameters, bf16, median of {args.rounds} rounds")
+        layers = LAYERS * size
+        print(f"\n{layers} layers, {params / 1e6:.0f}M parameters, bf16, median of {args.rounds} rounds")
         for name, row in result.items():
             print(f"  {name:<12} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
         print(f"  sparsecheck / floor      {sc['median_s'] / floor['median_s']:.2f}x   (target <= 1.5x)")
