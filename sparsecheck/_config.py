@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pluggy
 
     from sparsecheck.engine._outcome import CheckOutcome
+    from sparsecheck.engine._steps import StepRecord
     from sparsecheck.metrics._api import Metric
     from sparsecheck.spec._model import Check
 
@@ -104,5 +105,7 @@ class Session:
     durations: dict[str, float] = field(default_factory=dict)
     #: Nodeids of the checks whose result came from the result cache.
     cached: set[str] = field(default_factory=set)
+    #: The spec steps run (or reused) for the checks, by ``<spec file>::<step id>``.
+    steps: dict[str, StepRecord] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     exitstatus: int = 0

@@ -1,8 +1,8 @@
-"""The run of one session: collect, select, run the pass, judge, report, exit status."""
+"""The run of one session: collect, select, run the steps, run the pass, judge, report, exit status."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -35,8 +35,11 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
         return session
     hook.sparsecheck_sessionstart(session=session)
     try:
-        for batch in _batches(config, selected):
-            for outcome in _run_batch(session, batch):
+        from sparsecheck.engine._steps import prepare_checks
+
+        prepared = prepare_checks(session, selected)
+        for batch in _batches(config, prepared.checks):
+            for outcome in _run_batch(session, batch, prepared.errors):
                 session.outcomes.append(outcome)
                 hook.sparsecheck_check_report(outcome=outcome)
             if config.getoption("exitfirst") and any(o.status in _FAILING for o in session.outcomes):
@@ -72,16 +75,18 @@ def _checkpoints_read(config: Config, check: Check) -> tuple[str, ...]:
     return tuple(sorted({reader_id(ref, check.spec_path.parent) for ref in refs}))
 
 
-def _run_batch(session: Session, checks: list[Check]) -> list[CheckOutcome]:
+def _run_batch(
+    session: Session, checks: list[Check], step_errors: Mapping[str, BaseException]
+) -> list[CheckOutcome]:
     hook = session.config.hook
-    to_run = [c for c in checks if c.skip is None]
+    to_run = [c for c in checks if c.skip is None and c.nodeid not in step_errors]
     results = hook.sparsecheck_run_checks(session=session, checks=to_run) if to_run else {}
     outcomes = []
     for check in checks:
         if check.skip is not None:
             outcomes.append(CheckOutcome(check, Status.SKIP, message=check.skip))
             continue
-        result = results[check.nodeid]
+        result = step_errors[check.nodeid] if check.nodeid in step_errors else results[check.nodeid]
         if isinstance(result, BaseException):
             outcome = error_outcome(check, result)
         else:

@@ -115,8 +115,12 @@ class CheckItem(pytest.Item):
             pending = [
                 i.check for i in self.session.items if isinstance(i, CheckItem) and i.check.skip is None
             ]
+            from sparsecheck.engine._steps import prepare_checks
+
             session = Session(config, checks=pending)
-            results.update(config.hook.sparsecheck_run_checks(session=session, checks=pending))
+            prepared = prepare_checks(session, pending)  # spec steps first
+            results.update(prepared.errors)
+            results.update(config.hook.sparsecheck_run_checks(session=session, checks=prepared.runnable))
         result = results[self.check.nodeid]
         if isinstance(result, BaseException):
             return error_outcome(self.check, result)

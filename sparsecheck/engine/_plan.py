@@ -93,7 +93,10 @@ class Planner:
             value = check.args.get(param.name)
             if value is None:
                 continue
-            if param.kind == "checkpoint" or (param.kind == "mask" and value in check.checkpoints):
+            ref = check.checkpoints.get(value) if param.kind == "mask" else None
+            if ref is not None and ref.kind == "mask":  # a mask step's file
+                planned.args[param.name] = ref.source
+            elif param.kind == "checkpoint" or ref is not None:
                 planned.args[param.name] = self._checkpoint(check, value, spec_dir, planned)
             elif param.kind == "checkpoints":
                 planned.args[param.name] = [

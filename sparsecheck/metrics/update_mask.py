@@ -65,7 +65,7 @@ class UpdateMask(Metric):
     params = (
         Param("base", "checkpoint", "the checkpoint before the training stage"),
         Param("tuned", "checkpoint", "the checkpoint after it"),
-        Param("output", "mask", "the mask file to write (a relative path is from the spec's folder)"),
+        Param("output", "path", "the mask file to write (a relative path is from the spec's folder)"),
         *POLICY_PARAMS,
     )
     value_field = "density"

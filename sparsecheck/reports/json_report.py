@@ -5,7 +5,10 @@ Shape (keys in this order)::
     {"sparsecheck_version", "created", "duration", "exitstatus",
      "summary": {"passed", "failed", "warned", "errors", "skipped", "deselected", "total"},
      "checkpoints": [{"source", "path", "format", "dtypes", "fingerprint"}, ...],
+     "steps": [StepRecord.to_dict(), ...],
      "checks": [CheckOutcome.to_dict(), ...]}
+
+``steps`` lists the spec steps the checks read (see :mod:`sparsecheck.engine._steps`).
 
 Not-a-number and infinite values become ``null``; paths and other objects become strings.
 """
@@ -55,6 +58,7 @@ class JsonReport(FileReport):
             "exitstatus": exitstatus,
             "summary": summary,
             "checkpoints": list(session.checkpoints.values()),
+            "steps": [record.to_dict() for record in session.steps.values()],
             "checks": [outcome.to_dict() for outcome in self.outcomes],
         }
 

@@ -141,6 +141,13 @@ def _mask(param: Param, value: Any, context: _Context) -> str:
     return str((context.spec_dir / Path(value).expanduser()).resolve())
 
 
+def _path(param: Param, value: Any, context: _Context) -> str:
+    """A file path made absolute (relative to the spec file's folder)."""
+    if not isinstance(value, str) or not value:
+        raise _Mismatch("a file path")
+    return str((context.spec_dir / Path(value).expanduser()).resolve())
+
+
 def _list_of(
     item: Callable[[Param, Any, _Context], Any], expected: str, non_empty: bool = False
 ) -> Callable[[Param, Any, _Context], list[Any]]:
@@ -160,6 +167,7 @@ _CONVERTERS: dict[str, Callable[[Param, Any, _Context], Any]] = {
     "checkpoint": _checkpoint,
     "checkpoints": _list_of(_checkpoint, "a non-empty list of checkpoint keys", non_empty=True),
     "mask": _mask,
+    "path": _path,
     "float": _float,
     "int": _int,
     "bool": _bool,

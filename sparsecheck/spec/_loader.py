@@ -1,4 +1,4 @@
-"""Load a spec file: YAML with locations → schema → variables → templates → parametrize → checks."""
+"""Load a spec file: YAML with locations → schema → variables → steps → templates → parametrize → checks."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._model import Check, CheckpointRef, SpecFile
 from sparsecheck.spec._parametrize import PRODUCT_KEY, ZIP_KEY, combinations
 from sparsecheck.spec._schema import validate_document
+from sparsecheck.spec._steps import check_step_kinds, load_steps
 from sparsecheck.spec._variables import Variables, spec_variables
 from sparsecheck.spec._yaml import YamlMap, load_yaml
 
@@ -47,6 +48,8 @@ def load_spec(path: Path, metrics: Mapping[str, Metric]) -> SpecFile:
     validate_document(document)
     variables = spec_variables(document.get("vars"))
     checkpoints = _checkpoints(document.get("checkpoints"), variables)
+    steps, produced = load_steps(document.get("steps"), variables, checkpoints, path)
+    checkpoints.update(produced)
     templates: YamlMap = document.get("templates") or YamlMap(document.location)
     checks: list[Check] = []
     first_seen: dict[str, Location] = {}
@@ -59,7 +62,7 @@ def load_spec(path: Path, metrics: Mapping[str, Metric]) -> SpecFile:
                 )
             first_seen[check.id] = check.location
             checks.append(check)
-    return SpecFile(path=path, checkpoints=checkpoints, checks=checks)
+    return SpecFile(path=path, checkpoints=checkpoints, checks=checks, steps=steps)
 
 
 def _checkpoints(table: YamlMap | None, variables: Variables) -> dict[str, CheckpointRef]:
@@ -118,6 +121,8 @@ def _expand(
         check_id = base_id + combination.suffix
         try:
             check = build_check(substituted, check_id, combination.params, path, checkpoints, metrics)
+            metric = metrics[check.metric]
+            check_step_kinds(metric, check.args, substituted.get("args"), check.location, checkpoints)
         except SpecError as exc:
             if not combination.suffix:
                 raise

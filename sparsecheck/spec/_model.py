@@ -1,4 +1,4 @@
-"""What a spec file becomes: checkpoint references, expectations and checks."""
+"""What a spec file becomes: checkpoint references, steps, expectations and checks."""
 
 from __future__ import annotations
 
@@ -14,13 +14,41 @@ OPERATORS = ("gt", "ge", "lt", "le", "eq", "between")
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """An entry of a spec's ``checkpoints:`` table, variables substituted."""
+    """An entry of a spec's ``checkpoints:`` table (variables substituted), or a key a step produces."""
 
     key: str
     #: A local path (relative ones resolved against the spec file's folder) or a hub id.
     source: str
     location: Location
     revision: str | None = None
+    #: The spec step producing this key (its ``source`` is a placeholder until the step ran).
+    step: Step | None = None
+    #: What the key names: a ``checkpoint`` (or a run folder of the checkpoints table), a step's
+    #: snapshot ``run`` folder, or a ``mask`` file.
+    kind: str = "checkpoint"
+
+
+@dataclass(frozen=True)
+class Step:
+    """An entry of a spec's ``steps:``: a fine-tuning run or a mask, run before the checks that
+    read what it produces (see :mod:`sparsecheck.spec._steps`)."""
+
+    id: str
+    #: ``train`` or ``mask``.
+    action: str
+    #: The action's mapping as plain data, variables substituted, file paths made absolute.
+    settings: Mapping[str, Any]
+    #: Role (``base``, ``tuned``, ``mask``) → the checkpoint or step output it reads.
+    inputs: Mapping[str, CheckpointRef]
+    #: Role (``mask``) → a file it reads, named by path.
+    files: Mapping[str, Path]
+    location: Location
+    spec_path: Path
+
+    @property
+    def nodeid(self) -> str:
+        """``<spec file>::<step id>``: the step's identity in a session and its reports."""
+        return f"{self.spec_path.as_posix()}::{self.id}"
 
 
 @dataclass(frozen=True)
@@ -67,7 +95,7 @@ class Check:
     args: Mapping[str, Any]
     location: Location
     spec_path: Path
-    #: The spec's checkpoint table (shared by its checks).
+    #: The spec's checkpoint table and its steps' keys (shared by its checks).
     checkpoints: Mapping[str, CheckpointRef]
     expect: tuple[Expectation, ...] = ()
     warn: tuple[Expectation, ...] = ()
@@ -89,5 +117,8 @@ class SpecFile:
     """A loaded spec file."""
 
     path: Path
+    #: The checkpoints table plus the keys the steps produce.
     checkpoints: dict[str, CheckpointRef]
     checks: list[Check]
+    #: The ``steps:``, in file order.
+    steps: list[Step] = field(default_factory=list)

@@ -57,6 +57,7 @@ def test_document_matches_outcomes(tmp_path: Path) -> None:
         "exitstatus",
         "summary",
         "checkpoints",
+        "steps",
         "checks",
     ]
     assert doc["sparsecheck_version"] == sparsecheck.__version__

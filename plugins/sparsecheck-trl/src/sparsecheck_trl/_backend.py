@@ -1,0 +1,166 @@
+"""The ``trl`` training backend: one TRL trainer run per request, optionally exactly masked.
+
+A run's output folder holds ``final/`` (the final checkpoint, ``save_pretrained`` safetensors
+with the tokenizer), ``checkpoint-<step>/`` snapshots when asked (so the folder is a run folder
+the transient metrics read), ``ever_changed.mask.safetensors``, ``train_log.jsonl``,
+``train_data.jsonl`` (generated data), ``run.json`` (settings, data notes, step time) and, for
+masked runs, ``mask_report.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sparsecheck._atomic import write_text_atomic
+from sparsecheck.errors import CheckpointError, UsageError
+from sparsecheck.training._api import TrainingBackend, TrainRequest, TrainResult
+from sparsecheck.training._folders import write_folder
+from sparsecheck.training._masking import ExactMask, checkpoint_violations, match_masks, read_masks
+from sparsecheck_trl._algorithms import ALGORITHMS, resolve, trl_version
+from sparsecheck_trl._config import build_config, device_plan, uses_deepspeed
+from sparsecheck_trl._datasets import training_data
+
+FINAL = "final"
+MASK_REPORT = "mask_report.json"
+RUN_INFO = "run.json"
+TRAINER_FOLDER = "trainer"
+
+
+class TrlBackend(TrainingBackend):
+    """Fine-tunes with TRL's trainers (``sft``, ``dpo``, ``grpo``, ``rloo``, ``kto``, ``orpo``,
+    ``simpo``; ``ppo`` is reported unavailable in the TRL versions this backend supports)."""
+
+    name: ClassVar[str] = "trl"
+    algorithms: ClassVar[tuple[str, ...]] = tuple(ALGORITHMS)
+
+    def train(self, request: TrainRequest) -> TrainResult:
+        algorithm, trainer_class, config_class = resolve(request.algorithm)
+        if not (request.base / "config.json").is_file():
+            raise CheckpointError(f"{request.base}: not a model folder (no config.json)")
+        if request.mask is not None and uses_deepspeed(request.hyperparameters):
+            raise UsageError(
+                "trl backend: a masked run cannot use DeepSpeed: its optimizer steps inside backward, so the "
+                "masked entries cannot be restored after each step; use FSDP2 or a single device"
+            )
+        plan = device_plan(request.device)
+        request.output.mkdir(parents=True, exist_ok=True)
+        config = build_config(
+            algorithm,
+            config_class,
+            request.hyperparameters,
+            plan,
+            request.seed,
+            request.output / TRAINER_FOLDER,
+        )
+        model, tokenizer = _load(request, plan.dtype, plan.device)
+        masks = read_masks(request.mask) if request.mask is not None else None
+        if masks is not None:
+            match_masks(model, masks)  # fail before any sampling or training
+        data = training_data(algorithm, request, model, tokenizer)
+
+        from sparsecheck_trl._callbacks import ExactMaskCallback, RecorderCallback
+
+        mask_callback = ExactMaskCallback(masks) if masks is not None else None
+        recorder = RecorderCallback(request.output, request.snapshots)
+        extra = {"reward_funcs": data.rewards} if algorithm.takes_rewards else {}
+        trainer = trainer_class(
+            model=model,
+            args=config,
+            train_dataset=data.dataset,
+            processing_class=tokenizer,
+            callbacks=[c for c in (mask_callback, recorder) if c is not None],
+            **extra,
+        )
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+        with contextlib.suppress(OSError):
+            (request.output / TRAINER_FOLDER).rmdir()  # TRL's output_dir: empty, as nothing is saved there
+
+        final = _save_final(model, tokenizer, request.output / FINAL)
+        assert recorder.recorder is not None, "on_train_begin was not called"
+        recorded = recorder.recorder.finish(trainer.state.global_step, _mask_metadata(request.base, final))
+        _write_run_info(request, plan.device, trainer.state.global_step, seconds, data.notes)
+        result = TrainResult(
+            checkpoint=final,
+            snapshots=recorded.snapshots,
+            log=recorded.log,
+            changed_mask=recorded.changed_mask,
+            log_file=recorded.log_file,
+        )
+        if masks is not None and mask_callback is not None and mask_callback.exact is not None:
+            result.mask_report, result.mask_violations = _report_mask(
+                request, final, masks, mask_callback.exact
+            )
+        return result
+
+
+def _load(request: TrainRequest, dtype: Any, device: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(request.tokenizer or request.base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model: Any = AutoModelForCausalLM.from_pretrained(request.base, dtype=dtype)
+    return model.to(device), tokenizer
+
+
+def _save_final(model: Any, tokenizer: Any, folder: Path) -> Path:
+    def save(target: Path) -> None:
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+
+    return write_folder(folder, save)
+
+
+def _mask_metadata(base: Path, final: Path) -> dict[str, str]:
+    """Mask-file metadata of the exact comparison base → final."""
+    from sparsecheck.checkpoints._formats import open_local
+    from sparsecheck.metrics._equality import EqualityPolicy
+    from sparsecheck.metrics._maskfile import mask_metadata
+
+    base_reader, final_reader = open_local(str(base), base), open_local(str(final), final)
+    try:
+        return mask_metadata(EqualityPolicy("exact", 0.0), base_reader, final_reader)
+    finally:
+        base_reader.close()
+        final_reader.close()
+
+
+def _report_mask(request: TrainRequest, final: Path, masks: Any, exact: ExactMask) -> tuple[Path, int]:
+    """Compare the saved final checkpoint's frozen entries with the base; write the report."""
+    violations = checkpoint_violations(request.base, final, masks)
+    report = {
+        "mask": str(request.mask),
+        "base": str(request.base),
+        "checkpoint": str(final),
+        "violations": violations.total,
+        "violations_by_tensor": {name: n for name, n in violations.by_tensor.items() if n},
+        "not_compared": violations.not_compared,
+        **exact.stats.as_dict(),
+    }
+    path = request.output / MASK_REPORT
+    write_text_atomic(path, json.dumps(report, indent=2) + "\n")
+    return path, violations.total
+
+
+def _write_run_info(
+    request: TrainRequest, device: str, steps: int, seconds: float, notes: dict[str, Any]
+) -> None:
+    info = {
+        "algorithm": request.algorithm,
+        "trl": trl_version(),
+        "device": device,
+        "seed": request.seed,
+        "hyperparameters": dict(request.hyperparameters),
+        "masked": request.mask is not None,
+        "data": notes,
+        "steps": steps,
+        "train_seconds": round(seconds, 3),
+        "seconds_per_step": round(seconds / steps, 3) if steps else None,
+    }
+    write_text_atomic(request.output / RUN_INFO, json.dumps(info, indent=2, default=str) + "\n")
