@@ -78,12 +78,35 @@ def _accepts_plugins(command: click.Command) -> click.Command:
     return command
 
 
+def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; VALUE read like a spec's YAML, so ``--var tol=1e-5`` is a number."""
+    from sparsecheck.spec._yaml import load_yaml, to_plain
+
+    parsed: dict[str, Any] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx, param)
+        try:
+            parsed[name] = to_plain(load_yaml(value, f"--var {name}")) if value else ""
+        except SparsecheckError:
+            parsed[name] = value
+    return parsed
+
+
 def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
     """Options shared by ``run`` and ``diff``: core ones, ``-p``, then those plugins added."""
     core = [
         click.Option(["-q", "--quiet"], count=True, help="Less output."),
         click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
         click.Option(["--strict-warnings"], is_flag=True, help="WARN counts as a failure (exit 1)."),
+        click.Option(
+            ["--var", "vars"],
+            multiple=True,
+            metavar="NAME=VALUE",
+            callback=_parse_vars,
+            help="Set a spec variable (${NAME}), overriding its vars: value; VALUE is read as YAML.",
+        ),
         click.Option(
             ["--cache-dir"],
             type=click.Path(file_okay=False, path_type=Path),

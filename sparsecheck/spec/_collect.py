@@ -30,7 +30,7 @@ def sparsecheck_collect_file(path: Path, config: Config) -> SpecFile | None:
     """Load ``.yaml``/``.yml`` files as spec files; leave other files to other plugins."""
     if path.suffix.lower() not in SPEC_SUFFIXES:
         return None
-    return load_spec(path, config.metrics)
+    return load_spec(path, config.metrics, config.getoption("vars"))
 
 
 def collect(config: Config, paths: Sequence[Path]) -> list[Check]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
@@ -24,8 +25,11 @@ _STRUCTURE_KEYS = ("use", PRODUCT_KEY, ZIP_KEY)
 _BAD_ID_CHARACTERS = re.compile(r"[\s:\[\]]")
 
 
-def load_spec(path: Path, metrics: Mapping[str, Metric]) -> SpecFile:
-    """Load and validate the spec file at ``path`` against the registered ``metrics``.
+def load_spec(
+    path: Path, metrics: Mapping[str, Metric], overrides: Mapping[str, Any] | None = None
+) -> SpecFile:
+    """Load and validate the spec file at ``path`` against the registered ``metrics``;
+    ``overrides`` replace (or add) ``vars:`` values.
 
     Every problem is a :class:`SpecError` at the offending file:line:column.  Checkpoint
     sources are kept as written (variables substituted); relative ones are relative to
@@ -46,7 +50,7 @@ def load_spec(path: Path, metrics: Mapping[str, Metric]) -> SpecFile:
             Location(filename, 1, 1),
         )
     validate_document(document)
-    variables = spec_variables(document.get("vars"))
+    variables = spec_variables(document.get("vars"), overrides=overrides)
     checkpoints = _checkpoints(document.get("checkpoints"), variables)
     steps, produced = load_steps(document.get("steps"), variables, checkpoints, path)
     checkpoints.update(produced)

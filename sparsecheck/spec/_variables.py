@@ -90,12 +90,22 @@ class Variables:
         return str(value)
 
 
-def spec_variables(declared: YamlMap | None, environ: Mapping[str, str] | None = None) -> Variables:
-    """The ``vars:`` of a spec; each value may use ``${env:...}`` and the variables above it."""
+def spec_variables(
+    declared: YamlMap | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Variables:
+    """The ``vars:`` of a spec; each value may use ``${env:...}`` and the variables above it.
+
+    ``overrides`` (``sparsecheck run --var NAME=VALUE``) replace declared values, and may add
+    variables the file does not declare.
+    """
+    overrides = overrides or {}
     variables = Variables({}, environ)
-    if declared is None:
-        return variables
-    for name, value in declared.items():
-        resolved = variables.substitute(value, declared.value_location(name))
-        variables = variables.with_values({name: resolved})
-    return variables
+    if declared is not None:
+        for name, value in declared.items():
+            location = declared.value_location(name)
+            resolved = overrides[name] if name in overrides else variables.substitute(value, location)
+            variables = variables.with_values({name: resolved})
+    added = {k: v for k, v in overrides.items() if declared is None or k not in declared}
+    return variables.with_values(added)
