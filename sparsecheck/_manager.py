@@ -54,6 +54,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "transient": "sparsecheck.metrics.transient",
     "weight_similarity": "sparsecheck.metrics.weight_similarity",
     "tolerance_sweep": "sparsecheck.metrics.tolerance_sweep",
+    "task_accuracy": "sparsecheck.metrics.task_accuracy",
     "terminal": "sparsecheck.reports.terminal",
     "json": "sparsecheck.reports.json_report",
     "junitxml": "sparsecheck.reports.junitxml",

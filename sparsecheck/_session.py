@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 
 import click
@@ -11,6 +11,7 @@ from sparsecheck._config import Config, Session
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
+from sparsecheck.metrics._api import MetricResult
 from sparsecheck.spec._model import Check
 
 
@@ -20,6 +21,8 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
 
     Usage errors raised before any check runs (bad spec, bad option) propagate as
     :class:`~sparsecheck.errors.UsageError`; errors of single checks become ERROR outcomes.
+    Checks that selected checks reference (``{check: ID}``) are computed even when deselected,
+    but not reported.
     """
     hook = config.hook
     if checks is None:
@@ -36,10 +39,13 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
     hook.sparsecheck_sessionstart(session=session)
     try:
         from sparsecheck.engine._steps import prepare_checks
+        from sparsecheck.spec._references import referenced_checks
 
-        prepared = prepare_checks(session, selected)
+        prepared = prepare_checks(session, [*selected, *referenced_checks(selected, among=checks)])
+        results: dict[str, MetricResult | BaseException] = dict(prepared.errors)
+        reported = {check.nodeid for check in selected}
         for batch in _batches(config, prepared.checks):
-            for outcome in _run_batch(session, batch, prepared.errors):
+            for outcome in _run_batch(session, batch, results, reported):
                 session.outcomes.append(outcome)
                 hook.sparsecheck_check_report(outcome=outcome)
             if config.getoption("exitfirst") and any(o.status in _FAILING for o in session.outcomes):
@@ -57,12 +63,25 @@ _FAILING = (Status.FAIL, Status.ERROR)
 
 def _batches(config: Config, checks: list[Check]) -> list[list[Check]]:
     """One batch for the whole session, or with ``-x`` one batch per set of checkpoints read,
-    so a failure stops before the next checkpoints are read."""
+    so a failure stops before the next checkpoints are read; checks linked by references
+    (``{check: ID}``) share a batch."""
     if not config.getoption("exitfirst"):
         return [checks]
+    keys = {check.nodeid: _checkpoints_read(config, check) for check in checks}
+    merged: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def root(key: tuple[str, ...]) -> tuple[str, ...]:
+        while key in merged:
+            key = merged[key]
+        return key
+
+    for check in checks:
+        for nodeid in check.references:
+            if nodeid in keys and root(keys[nodeid]) != root(keys[check.nodeid]):
+                merged[root(keys[nodeid])] = root(keys[check.nodeid])
     batches: dict[tuple[str, ...], list[Check]] = {}
     for check in checks:
-        batches.setdefault(_checkpoints_read(config, check), []).append(check)
+        batches.setdefault(root(keys[check.nodeid]), []).append(check)
     return list(batches.values())
 
 
@@ -76,21 +95,29 @@ def _checkpoints_read(config: Config, check: Check) -> tuple[str, ...]:
 
 
 def _run_batch(
-    session: Session, checks: list[Check], step_errors: Mapping[str, BaseException]
+    session: Session,
+    checks: list[Check],
+    results: dict[str, MetricResult | BaseException],
+    reported: Container[str],
 ) -> list[CheckOutcome]:
+    """Compute the batch's checks not in ``results`` (the session's, step errors included) into
+    it, then judge the ``reported`` ones."""
     hook = session.config.hook
-    to_run = [c for c in checks if c.skip is None and c.nodeid not in step_errors]
-    results = hook.sparsecheck_run_checks(session=session, checks=to_run) if to_run else {}
+    to_run = [c for c in checks if c.skip is None and c.nodeid not in results]
+    if to_run:
+        results.update(hook.sparsecheck_run_checks(session=session, checks=to_run))
     outcomes = []
     for check in checks:
+        if check.nodeid not in reported:
+            continue
         if check.skip is not None:
             outcomes.append(CheckOutcome(check, Status.SKIP, message=check.skip))
             continue
-        result = step_errors[check.nodeid] if check.nodeid in step_errors else results[check.nodeid]
+        result = results[check.nodeid]
         if isinstance(result, BaseException):
             outcome = error_outcome(check, result)
         else:
-            outcome = hook.sparsecheck_evaluate(check=check, result=result)
+            outcome = hook.sparsecheck_evaluate(check=check, result=result, results=results)
         outcome.duration = session.durations.get(check.nodeid, 0.0)
         outcome.cached = check.nodeid in session.cached
         outcomes.append(outcome)

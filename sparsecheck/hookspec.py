@@ -15,7 +15,7 @@ The pipeline and the hooks along it::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,8 +123,16 @@ def sparsecheck_read_progress(progress: ReadProgress) -> None:
 
 
 @hookspec(firstresult=True)
-def sparsecheck_evaluate(check: Check, result: MetricResult) -> CheckOutcome | None:
-    """Judge ``result`` against the check's ``expect``/``warn``/``per``/``mostly``."""
+def sparsecheck_evaluate(
+    check: Check, result: MetricResult, results: Mapping[str, MetricResult | BaseException]
+) -> CheckOutcome | None:
+    """Judge ``result`` against the check's ``expect``/``warn``/``per``/``mostly``.
+
+    ``results`` holds the session's results by nodeid (an exception where a metric could not
+    be computed; skipped checks are absent), for operands naming another check's result
+    (``{check: ID}``; ``check.references`` are their nodeids).  Referenced checks are computed
+    before the check is judged, also when ``-k``/``-m``/``--lf`` deselected them.
+    """
 
 
 @hookspec

@@ -2,13 +2,14 @@
 
 Naming rule: files named ``*.sparsecheck.yaml`` / ``*.sparsecheck.yml`` (the ini option
 ``sparsecheck_patterns`` changes it).  All selected checks of a session share one read pass,
-run when the first of them runs; each item then judges its own result.
+run when the first of them runs; each item then judges its own result.  The checks that
+selected checks reference (``{check: ID}``) are computed too, even when deselected.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class SpecFileNode(pytest.File):
         except SparsecheckError as exc:
             raise self.CollectError(str(exc)) from None
         for check in checks:
-            item: CheckItem = CheckItem.from_parent(self, name=check.id, check=check)
+            item: CheckItem = CheckItem.from_parent(self, name=check.id, check=check, spec_checks=checks)
             _declare_marks(self.config, check.marks)
             for mark in check.marks:
                 item.add_marker(mark)
@@ -94,9 +95,11 @@ def _declare_marks(config: pytest.Config, marks: Iterable[str]) -> None:
 class CheckItem(pytest.Item):
     """One check of a spec file."""
 
-    def __init__(self, *, check: Check, **kwargs: Any) -> None:
+    def __init__(self, *, check: Check, spec_checks: Sequence[Check], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.check = check
+        #: Every check of its spec file (those it references may be deselected).
+        self.spec_checks = spec_checks
 
     def runtest(self) -> None:
         outcome = self._outcome()
@@ -112,11 +115,12 @@ class CheckItem(pytest.Item):
         config = _config(self.config)
         results = self.session.stash.setdefault(_RESULTS_KEY, {})
         if self.check.nodeid not in results:
-            pending = [
-                i.check for i in self.session.items if isinstance(i, CheckItem) and i.check.skip is None
-            ]
             from sparsecheck.engine._steps import prepare_checks
+            from sparsecheck.spec._references import referenced_checks
 
+            items = [i for i in self.session.items if isinstance(i, CheckItem)]
+            pending = [i.check for i in items if i.check.skip is None]
+            pending += referenced_checks(pending, among=(c for i in items for c in i.spec_checks))
             session = Session(config, checks=pending)
             prepared = prepare_checks(session, pending)  # spec steps first
             results.update(prepared.errors)
@@ -124,7 +128,9 @@ class CheckItem(pytest.Item):
         result = results[self.check.nodeid]
         if isinstance(result, BaseException):
             return error_outcome(self.check, result)
-        outcome: CheckOutcome = config.hook.sparsecheck_evaluate(check=self.check, result=result)
+        outcome: CheckOutcome = config.hook.sparsecheck_evaluate(
+            check=self.check, result=result, results=results
+        )
         return outcome
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:

@@ -15,7 +15,7 @@ from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
 from sparsecheck.spec._args import validate_args
 from sparsecheck.spec._messages import did_you_mean, show_value
-from sparsecheck.spec._model import OPERATORS, Check, CheckpointRef, Expectation, FieldRef, Operand
+from sparsecheck.spec._model import OPERATORS, Check, CheckpointRef, CheckRef, Expectation, FieldRef, Operand
 from sparsecheck.spec._yaml import YamlList, YamlMap, to_plain
 
 
@@ -151,11 +151,46 @@ def _expectation(item: YamlMap, where: str) -> Expectation:
     return Expectation(op=op, operands=operands, location=item.location, field=field, tol=tol)
 
 
+#: The keys of a ``{check: ID}`` operand.
+_CHECK_REF_KEYS = frozenset({"check", "field", "times", "plus", "minus"})
+
+
 def _operand(value: Any, where: str, location: Location) -> Operand:
+    if isinstance(value, dict) and "check" in value:
+        return _check_ref(value, where, location)
     value = to_plain(value)
     if isinstance(value, dict):
         name = value.get("field")
         if set(value) != {"field"} or not isinstance(name, str) or not name:
-            raise SpecError(f"{where}: expected a number or {{field: NAME}}", location)
+            raise SpecError(f"{where}: expected a number, {{field: NAME}} or {{check: ID}}", location)
         return FieldRef(name)
     return _number(value, where, location)
+
+
+def _check_ref(value: dict[str, Any], where: str, location: Location) -> CheckRef:
+    """``{check: ID, field, times, plus | minus}``; that ``ID`` names a check of the file is
+    checked once every check is loaded (:mod:`sparsecheck.spec._references`)."""
+
+    def at(key: str) -> Location:
+        return value.value_location(key) if isinstance(value, YamlMap) else location
+
+    if not _CHECK_REF_KEYS.issuperset(value) or {"plus", "minus"} <= set(value):
+        raise SpecError(f"{where}: expected {{check: ID, field, times, plus or minus}}", location)
+    name = value["check"]
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{where}.check: expected a check id, got {show_value(name)}", at("check"))
+    field = value.get("field")
+    if field is not None and (not isinstance(field, str) or not field):
+        raise SpecError(f"{where}.field: expected a field name, got {show_value(field)}", at("field"))
+    numbers = {
+        key: _number(value[key], f"{where}.{key}", at(key))
+        for key in ("times", "plus", "minus")
+        if key in value
+    }
+    return CheckRef(
+        check=name,
+        field=field,
+        times=numbers.get("times", 1.0),
+        offset=numbers.get("plus", 0.0) - numbers.get("minus", 0.0),
+        location=at("check"),
+    )

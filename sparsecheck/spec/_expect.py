@@ -6,6 +6,11 @@ apply to each group of granularity ``G``; the check passes when the share of pas
 at least ``mostly`` (default 1), and its value is that share.  A check without ``expect`` is a
 measurement and passes.  A field the result lacks is an ERROR (bad input), naming the fields
 it has.
+
+A ``{check: ID}`` operand compares with another check's result, taken from ``results`` (the
+session's results by nodeid): its primary value or ``field``, times ``times``, plus the offset.
+The check is an ERROR, naming the referenced check, when that check errored, was skipped or
+lacks the field.  Under ``per`` every group is compared with that one number.
 """
 
 from __future__ import annotations
@@ -16,17 +21,22 @@ from dataclasses import dataclass
 
 from sparsecheck._manager import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
-from sparsecheck.errors import Location
+from sparsecheck.errors import Location, SparsecheckError
 from sparsecheck.metrics._api import MetricResult, Scalar
-from sparsecheck.spec._model import Check, Expectation, FieldRef, Operand
+from sparsecheck.spec._model import Check, CheckRef, Expectation, FieldRef, Operand
 
 _SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+#: A session's metric results by nodeid; an exception where a metric could not be computed.
+Results = Mapping[str, MetricResult | BaseException]
+#: The value of each ``{check: ID}`` operand of one check.
+_Referenced = Mapping[CheckRef, float]
 #: Failing groups a FAIL message names.
 _WORST_SHOWN = 3
 
 
 class _FieldProblem(Exception):
-    """An expectation names a field the result does not have, or one that is not a number."""
+    """An expectation names a field the result does not have, or one that is not a number, or
+    a check whose result is missing."""
 
 
 @dataclass(frozen=True)
@@ -42,18 +52,20 @@ class _Verdict:
 
 
 @hookimpl
-def sparsecheck_evaluate(check: Check, result: MetricResult) -> CheckOutcome:
-    return evaluate(check, result)
+def sparsecheck_evaluate(check: Check, result: MetricResult, results: Results) -> CheckOutcome:
+    return evaluate(check, result, results)
 
 
-def evaluate(check: Check, result: MetricResult) -> CheckOutcome:
-    """Judge ``result`` against ``check``'s expectations."""
+def evaluate(check: Check, result: MetricResult, results: Results | None = None) -> CheckOutcome:
+    """Judge ``result`` against ``check``'s expectations; ``results`` (by nodeid) hold the
+    results of the checks it references."""
     expectation = describe(check)
     if check.skip is not None:
         return CheckOutcome(check, Status.SKIP, result, expectation=expectation, message=check.skip)
     try:
+        referenced = _referenced_values(check, results or {})
         if check.per is None:
-            status, value, message = _judge_whole(check, result)
+            status, value, message = _judge_whole(check, result, referenced)
         elif check.per not in result.groups:
             return CheckOutcome(
                 check,
@@ -65,7 +77,7 @@ def evaluate(check: Check, result: MetricResult) -> CheckOutcome:
                 error_kind="internal",
             )
         else:
-            status, value, message = _judge_groups(check, result, result.groups[check.per])
+            status, value, message = _judge_groups(check, result, result.groups[check.per], referenced)
     except _FieldProblem as exc:
         return CheckOutcome(
             check, Status.ERROR, result, expectation=expectation, message=str(exc), error_kind="usage"
@@ -81,11 +93,26 @@ def describe(check: Check) -> str:
     return text
 
 
-def _judge_whole(check: Check, result: MetricResult) -> tuple[Status, Scalar, str]:
+def _referenced_values(check: Check, results: Results) -> dict[CheckRef, float]:
+    """The value of each ``{check: ID}`` operand of ``check``, from the referenced results."""
+    values = {}
+    for ref in check.check_refs:
+        other = results.get(check.nodeid_of(ref.check))
+        if other is None:
+            raise _FieldProblem(f"referenced check {ref.check!r} has no result (skipped or not run)")
+        if isinstance(other, BaseException):
+            text = str(other) if isinstance(other, SparsecheckError) else f"{type(other).__name__}: {other}"
+            raise _FieldProblem(f"referenced check {ref.check!r} errored: {text}")
+        where = f"the result of check {ref.check!r}"
+        values[ref] = ref.apply(_number(other.fields, ref.field or other.value_field, where))
+    return values
+
+
+def _judge_whole(check: Check, result: MetricResult, referenced: _Referenced) -> tuple[Status, Scalar, str]:
     where = f"the {result.metric} result"
 
     def failures(expectations: Sequence[Expectation]) -> list[str]:
-        verdicts = (_judge(e, result.fields, result.value_field, where) for e in expectations)
+        verdicts = (_judge(e, result.fields, result.value_field, where, referenced) for e in expectations)
         return [f"{v.reason} ({_short(v.location)})" for v in verdicts if not v.holds]
 
     failed = failures(check.expect)
@@ -98,7 +125,10 @@ def _judge_whole(check: Check, result: MetricResult) -> tuple[Status, Scalar, st
 
 
 def _judge_groups(
-    check: Check, result: MetricResult, groups: Mapping[str, Mapping[str, Scalar]]
+    check: Check,
+    result: MetricResult,
+    groups: Mapping[str, Mapping[str, Scalar]],
+    referenced: _Referenced,
 ) -> tuple[Status, Scalar, str]:
     per = check.per
     if not groups:
@@ -109,7 +139,8 @@ def _judge_groups(
     def judge(expectations: Sequence[Expectation]) -> tuple[float, bool, str]:
         failing: list[tuple[str, _Verdict]] = []
         for key, fields in groups.items():
-            verdicts = [_judge(e, fields, result.value_field, f"{per} group {key!r}") for e in expectations]
+            where = f"{per} group {key!r}"
+            verdicts = [_judge(e, fields, result.value_field, where, referenced) for e in expectations]
             failed = [v for v in verdicts if not v.holds]
             if failed:
                 failing.append((key, max(failed, key=lambda v: v.shortfall)))
@@ -137,11 +168,17 @@ def _short(location: Location) -> str:
     return f"{location.file}:{location.line}" if location.line is not None else location.file
 
 
-def _judge(expectation: Expectation, fields: Mapping[str, Scalar], value_field: str, where: str) -> _Verdict:
+def _judge(
+    expectation: Expectation,
+    fields: Mapping[str, Scalar],
+    value_field: str,
+    where: str,
+    referenced: _Referenced,
+) -> _Verdict:
     name = expectation.field or value_field
     label = expectation.field or "value"
     value = _number(fields, name, where)
-    bounds = [_operand(operand, fields, where) for operand in expectation.operands]
+    bounds = [_operand(operand, fields, where, referenced) for operand in expectation.operands]
     shown = [
         _show_operand(operand, bound) for operand, bound in zip(expectation.operands, bounds, strict=True)
     ]
@@ -183,9 +220,13 @@ def _number(fields: Mapping[str, Scalar], name: str, where: str) -> float:
     return float(value)
 
 
-def _operand(operand: Operand, fields: Mapping[str, Scalar], where: str) -> float:
-    return _number(fields, operand.field, where) if isinstance(operand, FieldRef) else operand
+def _operand(operand: Operand, fields: Mapping[str, Scalar], where: str, referenced: _Referenced) -> float:
+    if isinstance(operand, FieldRef):
+        return _number(fields, operand.field, where)
+    return referenced[operand] if isinstance(operand, CheckRef) else operand
 
 
 def _show_operand(operand: Operand, bound: float) -> str:
-    return f"{operand.field} ({bound:.6g})" if isinstance(operand, FieldRef) else f"{bound:g}"
+    if isinstance(operand, FieldRef):
+        return f"{operand.field} ({bound:.6g})"
+    return f"{operand.describe()} ({bound:.6g})" if isinstance(operand, CheckRef) else f"{bound:g}"

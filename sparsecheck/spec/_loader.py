@@ -1,4 +1,5 @@
-"""Load a spec file: YAML with locations → schema → variables → steps → templates → parametrize → checks."""
+"""Load a spec file: YAML with locations → schema → variables → steps → templates → parametrize → checks
+→ references between checks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sparsecheck.spec._check import build_check
 from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._model import Check, CheckpointRef, SpecFile
 from sparsecheck.spec._parametrize import PRODUCT_KEY, ZIP_KEY, combinations
+from sparsecheck.spec._references import validate_references
 from sparsecheck.spec._schema import validate_document
 from sparsecheck.spec._steps import check_step_kinds, load_steps
 from sparsecheck.spec._variables import Variables, spec_variables
@@ -66,6 +68,7 @@ def load_spec(
                 )
             first_seen[check.id] = check.location
             checks.append(check)
+    validate_references(checks)
     return SpecFile(path=path, checkpoints=checkpoints, checks=checks, steps=steps)
 
 

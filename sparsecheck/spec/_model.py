@@ -1,7 +1,14 @@
-"""What a spec file becomes: checkpoint references, steps, expectations and checks."""
+"""What a spec file becomes: checkpoint references, steps, expectations and checks.
+
+An expectation's operand is a number, another field of the same result (:class:`FieldRef`) or
+another check's result (:class:`CheckRef`, ``{check: sft-sparsity}``): a check of the same spec
+file, by id (a parametrized one with its ``[values]``), whose result is computed before the
+referencing check is judged.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +65,34 @@ class FieldRef:
     field: str
 
 
-Operand = float | FieldRef
+@dataclass(frozen=True)
+class CheckRef:
+    """An operand that names another check's result in the same spec file
+    (``{check: full-accuracy, field: accuracy, minus: 0.05}``): ``times`` × its primary value
+    (or ``field``) + ``offset``.  In a ``per:`` expectation every group is compared with it."""
+
+    check: str
+    field: str | None = None
+    times: float = 1.0
+    offset: float = 0.0
+    #: Where the reference is written (its ``check:`` value).
+    location: Location | None = dataclasses.field(default=None, compare=False)
+
+    def describe(self) -> str:
+        """``sft-sparsity.value``, ``full-accuracy.accuracy - 0.05``, ``1.1 * sft.value``."""
+        text = f"{self.check}.{self.field or 'value'}"
+        if self.times != 1.0:
+            text = f"{self.times:g} * {text}"
+        if self.offset:
+            text += f" {'+' if self.offset > 0 else '-'} {abs(self.offset):g}"
+        return text
+
+    def apply(self, referenced: float) -> float:
+        """The operand's value, given the referenced field's."""
+        return self.times * referenced + self.offset
+
+
+Operand = float | FieldRef | CheckRef
 
 
 @dataclass(frozen=True)
@@ -77,7 +111,9 @@ class Expectation:
         lhs = self.field or "value"
 
         def show(x: Operand) -> str:
-            return x.field if isinstance(x, FieldRef) else f"{x:g}"
+            if isinstance(x, FieldRef):
+                return x.field
+            return x.describe() if isinstance(x, CheckRef) else f"{x:g}"
 
         if self.op == "between":
             return f"{show(self.operands[0])} <= {lhs} <= {show(self.operands[1])}"
@@ -109,7 +145,22 @@ class Check:
     @property
     def nodeid(self) -> str:
         """``<spec file>::<id>``, the id used by ``--lf``, JUnit and the JSON report."""
-        return f"{self.spec_path.as_posix()}::{self.id}"
+        return self.nodeid_of(self.id)
+
+    def nodeid_of(self, check_id: str) -> str:
+        """The nodeid of the check ``check_id`` of the same spec file."""
+        return f"{self.spec_path.as_posix()}::{check_id}"
+
+    @property
+    def check_refs(self) -> tuple[CheckRef, ...]:
+        """The ``{check: ID}`` operands of the check's ``expect`` and ``warn``, in order."""
+        expectations = (*self.expect, *self.warn)
+        return tuple(x for e in expectations for x in e.operands if isinstance(x, CheckRef))
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The nodeids of the checks this check's expectations reference, each once."""
+        return tuple(dict.fromkeys(self.nodeid_of(ref.check) for ref in self.check_refs))
 
 
 @dataclass

@@ -75,19 +75,51 @@ def _problem(kind: int, name: str, item: str, a: int, b: int) -> Problem:
     )
 
 
+def _draw(rng: random.Random) -> Problem:
+    return _problem(
+        rng.randrange(KINDS),
+        rng.choice(NAMES),
+        rng.choice(ITEMS),
+        rng.randint(LOW, HIGH),
+        rng.randint(LOW, HIGH),
+    )
+
+
 def arithmetic_problems(size: int, seed: int = 0) -> list[Problem]:
-    """``size`` problems drawn with ``seed`` (the same arguments give the same problems)."""
+    """``size`` problems drawn with ``seed`` (the same arguments give the same problems).
+
+    A smaller ``size`` gives a prefix of a larger one's problems.
+    """
     rng = random.Random(seed)
-    return [
-        _problem(
-            rng.randrange(KINDS),
-            rng.choice(NAMES),
-            rng.choice(ITEMS),
-            rng.randint(LOW, HIGH),
-            rng.randint(LOW, HIGH),
-        )
-        for _ in range(size)
-    ]
+    return [_draw(rng) for _ in range(size)]
+
+
+_SPAN = HIGH - LOW + 1
+#: Distinct questions the generator can write (subtraction orders its operands, so a, b and b, a
+#: give one question there).
+DISTINCT_PROBLEMS = len(NAMES) * len(ITEMS) * (3 * _SPAN * _SPAN + _SPAN * (_SPAN + 1) // 2)
+#: Held-out problems avoid at least this many training problems of their seed by default.
+HELD_OUT_EXCLUDE = 10_000
+
+
+def held_out_problems(size: int, seed: int = 0, exclude: int = HELD_OUT_EXCLUDE) -> list[Problem]:
+    """``size`` distinct evaluation problems, none of them in ``arithmetic_problems(exclude, seed)``.
+
+    Training sets are prefixes of that sequence, so these are disjoint from every training set of
+    at most ``exclude`` problems drawn with ``seed``.  They come from a stream of their own
+    (``random.Random("held-out:<seed>")``); the same arguments give the same problems.
+    """
+    if size + exclude > DISTINCT_PROBLEMS:
+        raise ValueError(f"size + exclude must be at most {DISTINCT_PROBLEMS}, got {size} + {exclude}")
+    taken = {p.question for p in arithmetic_problems(exclude, seed)}
+    rng = random.Random(f"held-out:{seed}")
+    problems: list[Problem] = []
+    while len(problems) < size:
+        problem = _draw(rng)
+        if problem.question not in taken:
+            taken.add(problem.question)
+            problems.append(problem)
+    return problems
 
 
 def completion_text(completion: Any) -> str:

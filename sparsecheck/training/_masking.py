@@ -212,7 +212,8 @@ def _unique(parameters: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def match_masks(model: torch.nn.Module, masks: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Map every mask name to its parameter; check shapes, coverage and tied-weight agreement."""
+    """Map every mask name to its parameter; check shapes, coverage, tied-weight agreement, and
+    that some entry is trainable (else there is nothing to train)."""
     by_name = dict(model.named_parameters(remove_duplicate=False))
     unknown = sorted(set(masks) - set(by_name))
     if unknown:
@@ -235,6 +236,8 @@ def match_masks(model: torch.nn.Module, masks: Mapping[str, np.ndarray]) -> dict
         other = first.setdefault(id(parameter), name)
         if not np.array_equal(masks[other], masks[name]):
             raise UsageError(f"mask tensors {other!r} and {name!r} are one tied parameter but differ")
+    if not any(mask.any() for mask in masks.values()):
+        raise UsageError("the mask marks no entry trainable: there is nothing to train")
     return found
 
 

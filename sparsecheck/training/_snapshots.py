@@ -11,7 +11,8 @@ Engine-neutral: an engine calls :meth:`SnapshotRecorder.record` after each optim
 - With ``SnapshotPolicy.full`` the model is saved as ``<snapshots>/checkpoint-<step>/`` by the
   engine's ``save`` callable, the layout :func:`sparsecheck.checkpoints._runs.run_checkpoints`
   reads; the final step is always among them, so θ_T is the final model.
-- Each log line also gets ``changed`` and ``ever_changed``: entry counts at that step.
+- The log has one line per logged step (an engine's records of one step merge); each also gets
+  ``changed`` and ``ever_changed``: entry counts at that step.
 """
 
 from __future__ import annotations
@@ -119,12 +120,12 @@ class SnapshotRecorder:
             self.snapshots.append(snapshot)
 
     def log(self, step: int, values: Mapping[str, Any]) -> None:
-        """Keep one log record of ``step`` (numbers only)."""
-        record: dict[str, Any] = {"step": step}
-        record.update(
-            {k: v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        )
-        self._log.append(record)
+        """Keep the numbers of a log record of ``step``; records of one step merge into one line."""
+        numbers = {k: v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        if self._log and self._log[-1]["step"] == step:
+            self._log[-1].update(numbers)
+        else:
+            self._log.append({"step": step, **numbers})
 
     def changed_masks(self) -> dict[str, np.ndarray]:
         """The ever-changed masks so far, by parameter name (True = changed at a recorded step)."""

@@ -212,6 +212,6 @@ def test_skipped_checks_are_skip(tmp_path: Path) -> None:
 def test_the_hook_is_the_plain_function(tmp_path: Path) -> None:
     check = make_check(tmp_path, "    expect: {gt: 0.7}\n")
     config = plugin_config()
-    outcome = config.hook.sparsecheck_evaluate(check=check, result=result({"sparsity": 0.5}))
+    outcome = config.hook.sparsecheck_evaluate(check=check, result=result({"sparsity": 0.5}), results={})
     assert outcome == evaluate(check, result({"sparsity": 0.5}))
     assert outcome.status is Status.FAIL

@@ -156,12 +156,13 @@ def test_tied_weights_are_one_parameter_under_either_name() -> None:
             "mask tensor 'encoder.weight' is not a parameter",
         ),
         (lambda m: m.pop("hidden.bias"), "the mask has no entry for parameter 'hidden.bias'"),
+        (lambda m: [a.fill(False) for a in m.values()], "the mask marks no entry trainable"),
         (
             lambda m: m.update({"hidden.bias": np.ones(5, bool)}),
             "'hidden.bias': shape (5,) but the parameter is (6,)",
         ),
     ],
-    ids=["tied-differ", "unknown", "missing", "shape"],
+    ids=["tied-differ", "unknown", "missing", "shape", "nothing-trainable"],
 )
 def test_mask_errors_name_the_tensor(edit: Callable[[dict[str, np.ndarray]], object], message: str) -> None:
     model, _ = fresh_model()

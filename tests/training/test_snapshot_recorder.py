@@ -64,6 +64,7 @@ def scripted_run(
 def test_every_step_records_the_union_of_changes_snapshots_and_log(tmp_path: Path) -> None:
     recorder, states = scripted_run(tmp_path, SnapshotPolicy(every=1, full=True))
     recorder.record(3)  # the same step again: nothing new
+    recorder.log(3, {"train_runtime": 9.5})  # a second record of step 3 joins its line
     run = recorder.finish(3, METADATA)
 
     with MaskFile.open(run.changed_mask) as mask_file:
@@ -84,7 +85,7 @@ def test_every_step_records_the_union_of_changes_snapshots_and_log(tmp_path: Pat
     assert lines == [
         {"step": 1, "loss": 1.0, "changed": 3, "ever_changed": 3},
         {"step": 2, "loss": 0.5, "changed": 1, "ever_changed": 4},
-        {"step": 3, "loss": 1 / 3, "changed": 1, "ever_changed": 4},
+        {"step": 3, "loss": 1 / 3, "train_runtime": 9.5, "changed": 1, "ever_changed": 4},
     ]
 
 

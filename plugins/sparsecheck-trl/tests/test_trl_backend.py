@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from sparsecheck_trl._config import build_config, device_plan
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck.checkpoints._formats import open_local
 from sparsecheck.errors import UsageError
-from sparsecheck.metrics._maskfile import MaskFile
+from sparsecheck.metrics._maskfile import MaskFile, MaskWriter
 from sparsecheck.training._api import GeneratedDataset, TrainRequest, TrainResult
 from sparsecheck.training._data import arithmetic_reward, completion_text
 
@@ -94,19 +95,51 @@ def test_grpo_scores_its_samples_with_the_given_reward(
 ) -> None:
     calls: list[int] = []
 
-    def longer_is_better(completions: list[Any], **_: Any) -> list[float]:
+    def counted(completions: list[Any], **kwargs: Any) -> list[float]:
         calls.append(len(completions))
-        return [float(len(completion_text(c))) for c in completions]
+        return longer_is_better(completions, **kwargs)
 
     del fast["max_length"]
     fast.update(num_generations=4, max_completion_length=8)
-    result = train(tiny_model, tmp_path, "grpo", fast, rewards=[longer_is_better])
+    result = train(tiny_model, tmp_path, "grpo", fast, rewards=[counted])
 
     assert calls and all(n % 4 == 0 for n in calls)
     assert [r["step"] for r in result.log if "reward" in r] == [1, 2]
     assert all(r["reward"] > 0 for r in result.log if "reward" in r)
     assert any(m.any() for m in changed(tiny_model, result.checkpoint).values())
     assert rows(tmp_path)[0].keys() == {"prompt", "answer"}
+
+
+def longer_is_better(completions: list[Any], **_: Any) -> list[float]:
+    """A reward that varies even for a random model, so on-policy gradients are not zero."""
+    return [float(len(completion_text(c))) for c in completions]
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "kto", "orpo", "simpo"])
+def test_other_algorithms_train_on_their_data_format(
+    tiny_model: Path, tmp_path: Path, fast: dict[str, Any], algorithm: str
+) -> None:
+    rewards = []
+    if algorithm == "rloo":
+        del fast["max_length"]
+        fast.update(num_generations=4, max_completion_length=8)
+        rewards = [longer_is_better]
+    result = train(tiny_model, tmp_path, algorithm, fast, rewards=rewards)
+    assert [r["step"] for r in result.log if "loss" in r] == [1, 2]
+    assert any(m.any() for m in changed(tiny_model, result.checkpoint).values())
+    columns = {"rloo": {"prompt", "answer"}, "kto": {"prompt", "completion", "label"}}
+    assert rows(tmp_path)[0].keys() == columns.get(algorithm, {"prompt", "chosen", "rejected"})
+
+
+def test_same_request_same_run_bitwise(tiny_model: Path, tmp_path: Path, fast: dict[str, Any]) -> None:
+    first = train(tiny_model, tmp_path / "a", "dpo", fast, seed=3)
+    second = train(tiny_model, tmp_path / "b", "dpo", fast, seed=3)
+    other_data = train(tiny_model, tmp_path / "c", "dpo", fast, seed=3, dataset=replace(DATA, seed=1))
+    assert rows(tmp_path / "a") == rows(tmp_path / "b") != rows(tmp_path / "c")
+    weights = [(r.checkpoint / "model.safetensors").read_bytes() for r in (first, second)]
+    assert weights[0] == weights[1]
+    assert not any(m.any() for m in changed(first.checkpoint, second.checkpoint).values())
+    assert other_data.log != first.log
 
 
 def test_cpu_runs_in_fp32_without_checkpointing(tmp_path: Path) -> None:
@@ -162,6 +195,17 @@ def test_bad_hyperparameters_are_named_before_loading(
         fake.mkdir()
         (fake / "config.json").write_text("{}")
         train(fake, tmp_path / "out", "dpo", hyperparameters)
+
+
+def test_a_mask_with_nothing_trainable_is_refused_naming_its_file(tiny_model: Path, tmp_path: Path) -> None:
+    mask = tmp_path / "none.mask.safetensors"
+    with MaskWriter(mask, {"policy": "exact", "tol": "0.0"}) as writer:
+        for name, array in load_file(str(tiny_model / "model.safetensors")).items():
+            writer.add(name, np.zeros(array.shape, bool))
+    with pytest.raises(UsageError) as error:
+        train(tiny_model, tmp_path / "out", "dpo", {}, mask=mask)
+    assert str(error.value) == f"{mask}: the mask marks no entry trainable: there is nothing to train"
+    assert not (tmp_path / "out" / "train_data.jsonl").exists()  # refused before sampling
 
 
 def test_deepspeed_is_refused_for_masked_runs(

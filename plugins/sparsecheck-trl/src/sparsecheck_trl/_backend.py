@@ -59,7 +59,10 @@ class TrlBackend(TrainingBackend):
         model, tokenizer = _load(request, plan.dtype, plan.device)
         masks = read_masks(request.mask) if request.mask is not None else None
         if masks is not None:
-            match_masks(model, masks)  # fail before any sampling or training
+            try:
+                match_masks(model, masks)  # fail before any sampling or training
+            except UsageError as exc:
+                raise UsageError(exc.message, location=str(request.mask)) from None
         data = training_data(algorithm, request, model, tokenizer)
 
         from sparsecheck_trl._callbacks import ExactMaskCallback, RecorderCallback
