@@ -239,6 +239,30 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         options["output"] = str(options["output"])
         return run_pair(base, tuned, ["update_mask"], options)
 
+    @session_options
+    @cli.command()
+    @click.option("--tiny", is_flag=True, help="A tiny random model and the shortest runs (about a minute).")
+    @click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("sparsecheck-demo"),
+        show_default=True,
+        help="Folder for the model (--tiny), the training runs, the cache and the report.",
+    )
+    def demo(tiny: bool, out: Path, **options: Any) -> int:
+        """Run the seed's suites 1-5 on SmolLM2-135M-Instruct (or --tiny) and write the HTML report."""
+        from sparsecheck._demo import demo_mode, demo_model, demo_options, paper_suites
+
+        mode = demo_mode(tiny)
+        suites = paper_suites()
+        model = demo_model(mode, out)
+        click.echo(f"sparsecheck demo ({mode}): base model {model}; suites in {suites[0].parent}")
+        settings = demo_options(mode, model, out, options.get("html_path"))
+        config = _config(
+            pm, {**options, **settings, "vars": {**settings["vars"], **(options.get("vars") or {})}}
+        )
+        return _run_and_exit(config, paths=suites)
+
     @_accepts_plugins
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,6 +38,10 @@ from sparsecheck.reports._table import (
     overall_status,
     summary_text,
 )
+from sparsecheck.spec._model import Check
+
+if TYPE_CHECKING:
+    from sparsecheck.engine._steps import StepRecord
 
 INSTALL_HINT = "install sparsecheck[plots] for figures (pip install 'sparsecheck[plots]')"
 
@@ -218,14 +222,30 @@ def checkpoints_section(checkpoints: Mapping[str, Mapping[str, Any]]) -> str:
     return title + table(("source", "path", "format", "dtypes", "fingerprint"), rows)
 
 
+def training_outcomes(steps: Mapping[str, StepRecord]) -> list[CheckOutcome]:
+    """Train steps' logs as outcomes of a pseudo-metric ``training_log`` (series ``step``,
+    ``loss``, …), so the loss figure (seed Fig. 4) draws them beside any check's series."""
+    outcomes = []
+    for record in steps.values():
+        series = record.details.get("series")
+        if record.step.action != "train" or not series:
+            continue
+        step = record.step
+        check = Check(step.id, "training_log", {}, step.location, step.spec_path, {})
+        result = MetricResult("training_log", "loss", {}, "the training step's log", series=dict(series))
+        outcomes.append(CheckOutcome(check, Status.PASS, result=result))
+    return outcomes
+
+
 def render_html(
     outcomes: Sequence[CheckOutcome],
     checkpoints: Mapping[str, Mapping[str, Any]],
     deselected: int,
     duration: float,
     exitstatus: int,
+    steps: Mapping[str, StepRecord] | None = None,
 ) -> str:
-    """The whole page."""
+    """The whole page; ``steps`` adds the training steps' loss curves."""
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     header = (
         "<header><h1>sparsecheck report</h1>"
@@ -240,7 +260,7 @@ def render_html(
     body = [
         header,
         results_section(outcomes),
-        figures_section(draw_figures(outcomes)),
+        figures_section(draw_figures([*outcomes, *training_outcomes(steps or {})])),
         f'<h2 id="checks">Checks</h2>{checks}',
         checkpoints_section(checkpoints),
     ]
@@ -260,6 +280,7 @@ class HtmlReport(FileReport):
             deselected=len(session.config.deselected),
             duration=time.time() - session.started,
             exitstatus=exitstatus,
+            steps=session.steps,
         )
         return text.encode("utf-8")
 

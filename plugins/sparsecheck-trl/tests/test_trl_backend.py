@@ -216,3 +216,11 @@ def test_deepspeed_is_refused_for_masked_runs(
         UsageError, match="a masked run cannot use DeepSpeed: its optimizer steps inside backward"
     ):
         train(tiny_model, tmp_path, "dpo", {}, mask=tmp_path / "m.mask.safetensors")
+
+
+def test_weights_dtype_trains_and_saves_in_bf16(tiny_model: Path, tmp_path: Path, fast: dict[str, Any]) -> None:
+    result = train(tiny_model, tmp_path, "sft", {**fast, "weights_dtype": "bfloat16"})
+    final = open_local("final", result.checkpoint)
+    assert {stored.meta.dtype for stored in final.tensors().values()} == {"bfloat16"}
+    with pytest.raises(UsageError, match="weights_dtype 'int8' is not one of"):
+        train(tiny_model, tmp_path / "bad", "sft", {**fast, "weights_dtype": "int8"})

@@ -21,7 +21,7 @@ from sparsecheck.training._api import TrainingBackend, TrainRequest, TrainResult
 from sparsecheck.training._folders import write_folder
 from sparsecheck.training._masking import ExactMask, checkpoint_violations, match_masks, read_masks
 from sparsecheck_trl._algorithms import ALGORITHMS, resolve, trl_version
-from sparsecheck_trl._config import build_config, device_plan, uses_deepspeed
+from sparsecheck_trl._config import WEIGHTS_DTYPE, build_config, device_plan, uses_deepspeed
 from sparsecheck_trl._datasets import training_data
 
 FINAL = "final"
@@ -46,12 +46,13 @@ class TrlBackend(TrainingBackend):
                 "trl backend: a masked run cannot use DeepSpeed: its optimizer steps inside backward, so the "
                 "masked entries cannot be restored after each step; use FSDP2 or a single device"
             )
-        plan = device_plan(request.device)
+        hyperparameters = dict(request.hyperparameters)
+        plan = device_plan(request.device, hyperparameters.pop(WEIGHTS_DTYPE, None))
         request.output.mkdir(parents=True, exist_ok=True)
         config = build_config(
             algorithm,
             config_class,
-            request.hyperparameters,
+            hyperparameters,
             plan,
             request.seed,
             request.output / TRAINER_FOLDER,

