@@ -43,6 +43,7 @@ from sparsecheck.training._data import (
     prompt_rows,
 )
 from sparsecheck.training._onpolicy import has_chat_template
+from sparsecheck.training._quiet import quiet_hf
 
 TASKS = ("arithmetic",)
 SCORES = ("accuracy", "reward")
@@ -159,14 +160,15 @@ class TaskAccuracyReducer(Reducer):
         began = time.perf_counter()
         device = resolve_device(self.metric, args["device"])
         problems = held_out_problems(args["size"], args["seed"], args["train_size"])
-        model, tokenizer = load_model(model_folder(args["model"]), device)
-        completions = generate_completions(
-            model,
-            tokenizer,
-            format_prompts(tokenizer, problems),
-            max_new_tokens=args["max_new_tokens"],
-            batch_size=args["batch_size"],
-        )
+        with quiet_hf():
+            model, tokenizer = load_model(model_folder(args["model"]), device)
+            completions = generate_completions(
+                model,
+                tokenizer,
+                format_prompts(tokenizer, problems),
+                max_new_tokens=args["max_new_tokens"],
+                batch_size=args["batch_size"],
+            )
         rewards = arithmetic_reward(completions, [p.answer for p in problems])
         correct = sum(r == 1.0 for r in rewards)
         fields: Fields = {

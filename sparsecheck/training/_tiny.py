@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparsecheck.training._data import vocabulary
+from sparsecheck.training._quiet import quiet_hf
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 
@@ -52,6 +53,7 @@ def write_tiny_causal_lm(
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with quiet_hf():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return folder

@@ -218,7 +218,9 @@ def test_deepspeed_is_refused_for_masked_runs(
         train(tiny_model, tmp_path, "dpo", {}, mask=tmp_path / "m.mask.safetensors")
 
 
-def test_weights_dtype_trains_and_saves_in_bf16(tiny_model: Path, tmp_path: Path, fast: dict[str, Any]) -> None:
+def test_weights_dtype_trains_and_saves_in_bf16(
+    tiny_model: Path, tmp_path: Path, fast: dict[str, Any]
+) -> None:
     result = train(tiny_model, tmp_path, "sft", {**fast, "weights_dtype": "bfloat16"})
     final = open_local("final", result.checkpoint)
     assert {stored.meta.dtype for stored in final.tensors().values()} == {"bfloat16"}

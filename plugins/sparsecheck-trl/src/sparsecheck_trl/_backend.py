@@ -20,6 +20,7 @@ from sparsecheck.errors import CheckpointError, UsageError
 from sparsecheck.training._api import TrainingBackend, TrainRequest, TrainResult
 from sparsecheck.training._folders import write_folder
 from sparsecheck.training._masking import ExactMask, checkpoint_violations, match_masks, read_masks
+from sparsecheck.training._quiet import quiet_hf
 from sparsecheck_trl._algorithms import ALGORITHMS, resolve, trl_version
 from sparsecheck_trl._config import WEIGHTS_DTYPE, build_config, device_plan, uses_deepspeed
 from sparsecheck_trl._datasets import training_data
@@ -38,6 +39,10 @@ class TrlBackend(TrainingBackend):
     algorithms: ClassVar[tuple[str, ...]] = tuple(ALGORITHMS)
 
     def train(self, request: TrainRequest) -> TrainResult:
+        with quiet_hf():
+            return self._train(request)
+
+    def _train(self, request: TrainRequest) -> TrainResult:
         algorithm, trainer_class, config_class = resolve(request.algorithm)
         if not (request.base / "config.json").is_file():
             raise CheckpointError(f"{request.base}: not a model folder (no config.json)")
@@ -79,6 +84,9 @@ class TrlBackend(TrainingBackend):
             callbacks=[c for c in (mask_callback, recorder) if c is not None],
             **extra,
         )
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # the recorder keeps the log; keep the terminal for results
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started

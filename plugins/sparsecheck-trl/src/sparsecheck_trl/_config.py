@@ -54,7 +54,9 @@ def device_plan(device: str, weights_dtype: str | None = None) -> DevicePlan:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         dtype = getattr(torch, weights_dtype or "float32")
-        return DevicePlan("cpu", dtype, {"use_cpu": True, "bf16": False, "fp16": False, "checkpointing": False})
+        return DevicePlan(
+            "cpu", dtype, {"use_cpu": True, "bf16": False, "fp16": False, "checkpointing": False}
+        )
     if not torch.cuda.is_available():
         raise UsageError("trl backend: device 'cuda' asked for, but torch sees no CUDA device")
     dtype = getattr(torch, weights_dtype) if weights_dtype else "auto"
