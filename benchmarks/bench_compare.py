@@ -5,7 +5,8 @@ intermediate 2816, vocabulary 32000, 24 layers (336M parameters), 4 shards, ~15%
 changed -- and times three whole processes, alternating, over several rounds:
 
 1. sparsecheck: ``diff`` with update_sparsity (atol 1e-5) + layernorm_sparsity, the per-tensor
-   breakdown and a mask export;
+   breakdown and a mask export; and the same plus mask_overlap and weight_similarity checks over
+   the same pair in one spec (to show that more metrics share the one read);
 2. naive: ``safetensors.torch.load_file`` both sides, then per tensor
    ``(a.float() - b.float()).abs() > tol``;
 3. floor: memory-map both files and count ``a != b`` over uint16 views with numpy.
@@ -60,6 +61,17 @@ for side_a, side_b in zip(*shards):
     changed += int(np.count_nonzero(a != b))
     total += a.size
 print(json.dumps({"sparsity": 1 - changed / total}))
+"""
+
+
+FIVE_CHECKS = """version: 1
+checkpoints: {{base: "{base}", tuned: "{tuned}"}}
+checks:
+  - {{id: sparsity, metric: update_sparsity, args: {{base: base, tuned: tuned}}, per: tensor, expect: {{ge: 0}}}}
+  - {{id: norms, metric: layernorm_sparsity, args: {{base: base, tuned: tuned}}}}
+  - {{id: mask, metric: update_mask, args: {{base: base, tuned: tuned, output: "{out}/mask5.safetensors"}}}}
+  - {{id: overlap, metric: mask_overlap, args: {{base: base, run_a: tuned, run_b: tuned}}}}
+  - {{id: similarity, metric: weight_similarity, args: {{sub: tuned, full: tuned, base: base}}}}
 """
 
 
@@ -148,6 +160,15 @@ def commands(base: Path, tuned: Path, work: Path) -> dict[str, list[str]]:
             "--no-cache",
             "-q",
         ],
+        "sparsecheck+5": [
+            python,
+            "-m",
+            "sparsecheck",
+            "run",
+            str(work / "five.sparsecheck.yaml"),
+            "--no-cache",
+            "-q",
+        ],
         "naive": [python, "-c", NAIVE, str(base), str(tuned)],
         "floor": [python, "-c", FLOOR, str(base), str(tuned)],
     }
@@ -159,6 +180,7 @@ def bench(base: Path, tuned: Path, rounds: int) -> dict[str, dict[str, float]]:
             while handle.read(1 << 24):
                 pass
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "five.sparsecheck.yaml").write_text(FIVE_CHECKS.format(base=base, tuned=tuned, out=tmp))
         cmds = commands(base, tuned, Path(tmp))
         times: dict[str, list[float]] = {name: [] for name in cmds}
         rss: dict[str, list[float]] = {name: [] for name in cmds}
@@ -196,6 +218,8 @@ def main() -> None:
             print(f"  {name:<12} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
         print(f"  sparsecheck / floor      {sc['median_s'] / floor['median_s']:.2f}x   (target <= 1.5x)")
         print(f"  naive / sparsecheck      {naive['median_s'] / sc['median_s']:.1f}x   (target >= 20x)")
+        more = result["sparsecheck+5"]["median_s"] / sc["median_s"] - 1
+        print(f"  + overlap & similarity   {more:+.0%} time   (target < +50%)")
         extra = sc["peak_rss_mb"] - floor["peak_rss_mb"]
         print(f"  RSS sparsecheck - floor  {extra:+.0f} MB (target <= +300 MB)")
 

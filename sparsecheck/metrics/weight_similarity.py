@@ -69,30 +69,31 @@ class Stored:
         return cls(group.array(checkpoint).reshape(-1), group.meta(checkpoint).dtype)
 
 
-def _sq(x: np.ndarray) -> float:
-    x64 = x.astype(np.float64, copy=False)
-    return float(x64 @ x64)
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """x · y of one chunk, by BLAS in the compute dtype (chunk sums are added in float64)."""
+    return float(np.dot(x, y))
 
 
 def similarity_sums(sub: Stored, full: Stored, tol: float, base: Stored | None = None) -> SimilaritySums:
     """The sums of one tensor (flat stored arrays), a chunk of entries at a time."""
     sides = [sub, full] if base is None else [sub, full, base]
     wide = np.result_type(*(compute_dtype(s.dtype, s.dtype) for s in sides))
+    threshold = wide.type(tol)
     sums = SimilaritySums(numel=int(sub.array.size))
     for start in range(0, sub.array.size, CHUNK):
         span = slice(start, start + CHUNK)
         s, f = (widen(side.array[span], side.dtype, wide) for side in (sub, full))
         diff = s - f
-        sums.equal += int(np.count_nonzero((np.abs(diff) <= tol) | (s == f)))
-        sums.diff_sq += _sq(diff)
-        sums.full_sq += _sq(f)
+        sums.diff_sq += _dot(diff, diff)
+        sums.full_sq += _dot(f, f)
+        np.abs(diff, out=diff)
+        sums.equal += int(np.count_nonzero((diff <= threshold) | (s == f)))
         if base is not None:
             b = widen(base.array[span], base.dtype, wide)
-            update_sub = (s - b).astype(np.float64)
-            update_full = (f - b).astype(np.float64)
-            sums.dot += float(update_sub @ update_full)
-            sums.sub_update_sq += float(update_sub @ update_sub)
-            sums.full_update_sq += float(update_full @ update_full)
+            update_sub, update_full = s - b, f - b  # new arrays: s and f may map the checkpoint
+            sums.dot += _dot(update_sub, update_full)
+            sums.sub_update_sq += _dot(update_sub, update_sub)
+            sums.full_update_sq += _dot(update_full, update_full)
     return sums
 
 
