@@ -67,7 +67,8 @@ print(json.dumps({"sparsity": 1 - changed / total}))
 FIVE_CHECKS = """version: 1
 checkpoints: {{base: "{base}", tuned: "{tuned}"}}
 checks:
-  - {{id: sparsity, metric: update_sparsity, args: {{base: base, tuned: tuned}}, per: tensor, expect: {{ge: 0}}}}
+  - {{id: sparsity, metric: update_sparsity, args: {{base: base, tuned: tuned}}, per: tensor,
+     expect: {{ge: 0}}}}
   - {{id: norms, metric: layernorm_sparsity, args: {{base: base, tuned: tuned}}}}
   - {{id: mask, metric: update_mask, args: {{base: base, tuned: tuned, output: "{out}/mask5.safetensors"}}}}
   - {{id: overlap, metric: mask_overlap, args: {{base: base, run_a: tuned, run_b: tuned}}}}
@@ -205,8 +206,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sizes", default="1,2", help="model sizes as multiples of 24 layers")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--build-only", type=int, metavar="LAYERS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_only:
+        build(args.data, args.build_only)
+        return
     for size in (int(s) for s in args.sizes.split(",")):
+        # Built in a child process: a child's peak RSS on Linux starts from its parent's at fork.
+        command = [sys.executable, __file__, "--data", str(args.data), "--build-only", str(LAYERS * size)]
+        subprocess.run(command, check=True)
         base, tuned = build(args.data, LAYERS * size)
         index = json.loads((base / "model.safetensors.index.json").read_text())
         params = index["metadata"]["total_size"] // 2
