@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import save_file
 
 from sparsecheck._config import Config, Session
+from sparsecheck.engine._outcome import CheckOutcome
 
 Layout = Literal["file", "dir", "sharded", "bin", "bin-sharded"]
 
@@ -41,6 +42,7 @@ __all__ = [
     "PlantedPair",
     "plant_changes",
     "planted_pair",
+    "run_checks",
     "run_spec",
     "tiny_llama_state_dict",
     "write_checkpoint",
@@ -270,3 +272,20 @@ def run_spec(
         return run_session(config, paths=[Path(p) for p in paths])
     finally:
         unconfigure(config)
+
+
+def run_checks(
+    root: Path,
+    checkpoints: Mapping[str, Path],
+    checks: Sequence[Mapping[str, Any]],
+    plugins: Sequence[object] = (),
+) -> dict[str, CheckOutcome]:
+    """Write a spec of ``checkpoints`` and ``checks`` (spec mappings) under ``root``, run it
+    without the result cache, and return the outcomes by check id."""
+    import yaml
+
+    spec = {"version": 1, "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "checks": list(checks)}
+    path = Path(root) / "suite.sparsecheck.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    session = run_spec(path, plugins=plugins, options={"no_cache": True})
+    return {outcome.check.id: outcome for outcome in session.outcomes}

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
-import yaml
 
-from sparsecheck import CheckOutcome, Status
-from sparsecheck.testing import plant_changes, run_spec, tiny_llama_state_dict, write_checkpoint
-
-
-def run_checks(
-    root: Path, checkpoints: dict[str, Path], checks: list[dict[str, Any]]
-) -> dict[str, CheckOutcome]:
-    spec = {"version": 1, "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "checks": checks}
-    path = root / "suite.sparsecheck.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return {o.check.id: o for o in run_spec(path, options={"no_cache": True}).outcomes}
+from sparsecheck import Status
+from sparsecheck.testing import plant_changes, run_checks, tiny_llama_state_dict, write_checkpoint
 
 
 def planted(root: Path, state: dict[str, torch.Tensor]) -> tuple[dict[str, Path], dict[str, torch.Tensor]]:

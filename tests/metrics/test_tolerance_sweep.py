@@ -8,17 +8,15 @@ entries from others.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from sparsecheck import CheckOutcome, MetricResult, Status
 from sparsecheck.metrics._equality import EqualityPolicy, compare_arrays
 from sparsecheck.metrics.tolerance_sweep import DEFAULT_TOLERANCES, changed_counts, tolerance_label
-from sparsecheck.testing import run_spec, tiny_llama_state_dict, write_checkpoint
+from sparsecheck.testing import run_checks, tiny_llama_state_dict, write_checkpoint
 
 State = dict[str, torch.Tensor]
 
@@ -38,15 +36,6 @@ def spread_moves(state: State, seed: int = 0) -> tuple[State, State]:
         moved.reshape(-1)[:3] = -0.0  # +0 → -0: bits differ, values equal
         tuned[name] = moved
     return base, tuned
-
-
-def run_checks(
-    root: Path, checkpoints: dict[str, Path], checks: list[dict[str, Any]]
-) -> dict[str, CheckOutcome]:
-    spec = {"version": 1, "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "checks": checks}
-    path = root / "suite.sparsecheck.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return {o.check.id: o for o in run_spec(path, options={"no_cache": True}).outcomes}
 
 
 def results(outcomes: dict[str, CheckOutcome]) -> dict[str, MetricResult]:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-import yaml
 
 from sparsecheck import CheckOutcome, MetricResult, Status
 from sparsecheck.checkpoints._runs import run_checkpoints
 from sparsecheck.errors import CheckpointError
 from sparsecheck.metrics.transient import run_steps
-from sparsecheck.testing import run_spec, tiny_llama_state_dict, write_checkpoint
+from sparsecheck.testing import run_checks, tiny_llama_state_dict, write_checkpoint
 
 State = dict[str, torch.Tensor]
 STEPS = (5, 20, 100)
@@ -49,15 +47,6 @@ def moved(base: State, mask: State, t: int) -> State:
         wide = tensor.float()
         out[name] = torch.where(mask[name], wide + 0.05 * (t + 1) * (wide.abs() + 1), wide).to(tensor.dtype)
     return out
-
-
-def run_checks(
-    root: Path, checkpoints: dict[str, Path], checks: list[dict[str, Any]]
-) -> dict[str, CheckOutcome]:
-    spec = {"version": 1, "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "checks": checks}
-    path = root / "suite.sparsecheck.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return {o.check.id: o for o in run_spec(path, options={"no_cache": True}).outcomes}
 
 
 def results(outcomes: dict[str, CheckOutcome]) -> dict[str, MetricResult]:

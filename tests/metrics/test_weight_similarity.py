@@ -7,18 +7,16 @@ compared with a straightforward float64 torch computation over all tensors.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from sparsecheck import CheckOutcome, MetricResult, Status
+from sparsecheck import MetricResult, Status
 from sparsecheck._dtypes import from_torch_dtype
 from sparsecheck.metrics._api import TensorGroup, TensorMeta
 from sparsecheck.metrics.weight_similarity import WeightSimilarity
-from sparsecheck.testing import plant_changes, run_spec, tiny_llama_state_dict, write_checkpoint
+from sparsecheck.testing import plant_changes, run_checks, tiny_llama_state_dict, write_checkpoint
 
 State = dict[str, torch.Tensor]
 TOL = 1e-4
@@ -37,15 +35,6 @@ def sub_of(full: State, seed: int = 7) -> tuple[State, dict[str, int]]:
         flat[near] += 2e-5
         sub[name], beyond[name] = flat.reshape(tensor.shape), far.numel()
     return sub, beyond
-
-
-def run_checks(
-    root: Path, checkpoints: dict[str, Path], checks: list[dict[str, Any]]
-) -> dict[str, CheckOutcome]:
-    spec = {"version": 1, "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "checks": checks}
-    path = root / "suite.sparsecheck.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return {o.check.id: o for o in run_spec(path, options={"no_cache": True}).outcomes}
 
 
 def flat64(state: State, names: list[str]) -> torch.Tensor:
