@@ -27,9 +27,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "batch": 2,
         "snapshot_every": 2,
         "eval_size": 8,
-        "eval_tokens": 8,
         "rank_matrices": 8,
         "generations": 2,
+        "samples": 2,
+        "completion_tokens": 8,
     },
     "cpu": {
         "lr": 1.0e-5,
@@ -38,9 +39,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "batch": 4,
         "snapshot_every": 2,
         "eval_size": 16,
-        "eval_tokens": 64,
         "rank_matrices": 28,
         "generations": 4,
+        "samples": 2,
+        "completion_tokens": 32,
     },
     "cuda": {
         "lr": 1.0e-5,
@@ -49,9 +51,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "batch": 8,
         "snapshot_every": 8,
         "eval_size": 128,
-        "eval_tokens": 64,
         "rank_matrices": 1000,
         "generations": 8,
+        "samples": 4,
+        "completion_tokens": 64,
     },
 }
 
