@@ -9,8 +9,9 @@ implementation's signature; pluggy passes only those it names.
 The pipeline and the hooks along it::
 
     addoption → configure → collect_file → collection_modifyitems → sessionstart
-      → run_checks (one read pass; open_checkpoint, read_progress) → evaluate
-      → check_report → sessionfinish → terminal_summary → unconfigure
+      → the spec's steps (add_backends: training runs; masks) → run_checks (one read pass;
+      open_checkpoint, read_progress) → evaluate → check_report → sessionfinish
+      → terminal_summary → unconfigure
 """
 
 from __future__ import annotations
