@@ -115,13 +115,23 @@ def _judge_whole(check: Check, result: MetricResult, referenced: _Referenced) ->
         verdicts = (_judge(e, result.fields, result.value_field, where, referenced) for e in expectations)
         return [f"{v.reason} ({_short(v.location)})" for v in verdicts if not v.holds]
 
+    shown = _shown_value(check, result)
     failed = failures(check.expect)
     if failed:
-        return Status.FAIL, result.value, "; ".join(failed)
+        return Status.FAIL, shown, "; ".join(failed)
     warned = failures(check.warn)
     if warned:
-        return Status.WARN, result.value, "warning: " + "; ".join(warned)
-    return Status.PASS, result.value, ""
+        return Status.WARN, shown, "warning: " + "; ".join(warned)
+    return Status.PASS, shown, ""
+
+
+def _shown_value(check: Check, result: MetricResult) -> Scalar:
+    """The number an outcome shows: the field its first expectation compares (``o1`` for
+    ``{field: o1, gt: …}``), else the result's primary value."""
+    first = next(iter((*check.expect, *check.warn)), None)
+    if first is not None and first.field is not None:
+        return result.fields.get(first.field, result.value)
+    return result.value
 
 
 def _judge_groups(

@@ -78,6 +78,8 @@ def test_named_fields_and_one_field_against_another(tmp_path: Path) -> None:
     failing = evaluate(check, result({"sparsity": 0.1, "o1": 0.4, "baseline_o1": 0.5, "lift_o1": 1.6}))
     assert failing.status is Status.FAIL
     assert failing.message.startswith("o1 0.4 is not > baseline_o1 (0.5) (")
+    # the outcome shows the field its first expectation compares, not the primary value
+    assert (passing.value, failing.value) == (0.8, 0.4)
 
 
 def test_warn_only_when_expect_holds(tmp_path: Path) -> None:
