@@ -226,10 +226,12 @@ def training_outcomes(steps: Mapping[str, StepRecord]) -> list[CheckOutcome]:
     """Train steps' logs as outcomes of a pseudo-metric ``training_log`` (series ``step``,
     ``loss``, …), so the loss figure (seed Fig. 4) draws them beside any check's series."""
     outcomes = []
+    seen: set[str | None] = set()
     for record in steps.values():
         series = record.details.get("series")
-        if record.step.action != "train" or not series:
-            continue
+        if record.step.action != "train" or not series or record.key in seen:
+            continue  # a step shared by several spec files (same work key) is drawn once
+        seen.add(record.key)
         step = record.step
         check = Check(step.id, "training_log", {}, step.location, step.spec_path, {})
         result = MetricResult("training_log", "loss", {}, "the training step's log", series=dict(series))
