@@ -180,7 +180,9 @@ class _Runner:
             self._backends = collect_backends(self.config.pluginmanager)
         name, algorithm = step.settings["backend"], step.settings["algorithm"]
         if name not in self._backends:
-            installed = ", ".join(sorted(self._backends)) or "none is installed"
+            installed = ", ".join(sorted(self._backends)) or (
+                "none is installed; for TRL: `pip install -e plugins/sparsecheck-trl` in the repository"
+            )
             hint = did_you_mean(name, self._backends) or f" (training backends: {installed})"
             raise SpecError(f"train.backend: unknown training backend {name!r}{hint}", step.location)
         backend = self._backends[name]
