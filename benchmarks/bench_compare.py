@@ -5,8 +5,9 @@ intermediate 2816, vocabulary 32000, 24 layers (336M parameters), 4 shards, ~15%
 changed -- and times three whole processes, alternating, over several rounds:
 
 1. sparsecheck: ``diff`` with update_sparsity (atol 1e-5) + layernorm_sparsity, the per-tensor
-   breakdown and a mask export; and the same plus mask_overlap and weight_similarity checks over
-   the same pair in one spec (to show that more metrics share the one read);
+   breakdown and a mask export, with its default workers (one process per core) and with
+   ``--workers 1``; and the same plus mask_overlap and weight_similarity checks over the same
+   pair in one spec (to show that more metrics share the one read);
 2. naive: ``safetensors.torch.load_file`` both sides, then per tensor
    ``(a.float() - b.float()).abs() > tol``;
 3. floor: memory-map both files and count ``a != b`` over uint16 views with numpy.
@@ -161,6 +162,24 @@ def commands(base: Path, tuned: Path, work: Path) -> dict[str, list[str]]:
             "--no-cache",
             "-q",
         ],
+        "sparsecheck w1": [
+            python,
+            "-m",
+            "sparsecheck",
+            "diff",
+            str(base),
+            str(tuned),
+            "--per",
+            "tensor",
+            "--metrics",
+            "update_sparsity,layernorm_sparsity",
+            "--mask-out",
+            str(work / "mask1.safetensors"),
+            "--no-cache",
+            "-q",
+            "--workers",
+            "1",
+        ],
         "sparsecheck+5": [
             python,
             "-m",
@@ -173,6 +192,16 @@ def commands(base: Path, tuned: Path, work: Path) -> dict[str, list[str]]:
         "naive": [python, "-c", NAIVE, str(base), str(tuned)],
         "floor": [python, "-c", FLOOR, str(base), str(tuned)],
     }
+
+
+def compile_bytecode() -> None:
+    """Compile sparsecheck's modules, as installing a wheel does (an editable install under
+    PYTHONDONTWRITEBYTECODE would otherwise compile them in every timed process)."""
+    import compileall
+
+    import sparsecheck
+
+    compileall.compile_dir(Path(sparsecheck.__file__).parent, quiet=1)
 
 
 def bench(base: Path, tuned: Path, rounds: int) -> dict[str, dict[str, float]]:
@@ -211,6 +240,8 @@ def main() -> None:
     if args.build_only:
         build(args.data, args.build_only)
         return
+    compile_bytecode()
+    print(f"{len(os.sched_getaffinity(0))} CPU cores; sparsecheck: one worker process per core (--workers)")
     for size in (int(s) for s in args.sizes.split(",")):
         # Built in a child process: a child's peak RSS on Linux starts from its parent's at fork.
         command = [sys.executable, __file__, "--data", str(args.data), "--build-only", str(LAYERS * size)]
@@ -223,7 +254,7 @@ def main() -> None:
         layers = LAYERS * size
         print(f"\n{layers} layers, {params / 1e6:.0f}M parameters, bf16, median of {args.rounds} rounds")
         for name, row in result.items():
-            print(f"  {name:<12} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
+            print(f"  {name:<15} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
         print(f"  sparsecheck / floor      {sc['median_s'] / floor['median_s']:.2f}x   (target <= 1.5x)")
         print(f"  naive / sparsecheck      {naive['median_s'] / sc['median_s']:.1f}x   (target >= 20x)")
         more = result["sparsecheck+5"]["median_s"] / sc["median_s"] - 1

@@ -59,15 +59,25 @@ def _float8_table(name: str) -> np.ndarray:
     return codes.view(getattr(torch, name)).float().numpy()
 
 
-def widen(array: np.ndarray, dtype: str, wide: np.dtype) -> np.ndarray:
-    """Stored values of ``dtype`` as ``wide`` (float32 or float64), exactly."""
+def widen(array: np.ndarray, dtype: str, wide: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
+    """Stored values of ``dtype`` as ``wide`` (float32 or float64), exactly.
+
+    With ``out`` (a ``wide`` buffer at least ``array.size`` long) the values are written into
+    its start, which is returned, unless ``array`` is already ``wide`` (then it is returned).
+    """
+    if np.dtype(STORAGE[dtype]) == wide:
+        return array
+    target = np.empty(array.shape, wide) if out is None else out[: array.size].reshape(array.shape)
     if dtype == "bfloat16":
-        out = (array.astype(np.uint32) << 16).view(np.float32)
-        return out if wide == np.float32 else out.astype(wide)
-    if dtype.startswith("float8"):
-        values: np.ndarray = _float8_table(dtype)[array]
-        return values.astype(wide, copy=False)
-    return array.astype(wide, copy=False)
+        if wide == np.float32:
+            np.left_shift(array, 16, dtype=np.uint32, out=target.view(np.uint32))
+        else:
+            target[...] = np.left_shift(array, 16, dtype=np.uint32).view(np.float32)
+    elif dtype.startswith("float8"):
+        target[...] = _float8_table(dtype)[array]
+    else:
+        target[...] = array
+    return target
 
 
 def compute_dtype(a: str, b: str) -> np.dtype:

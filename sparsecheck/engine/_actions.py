@@ -142,7 +142,7 @@ def write_mask(step: Step, base: CheckpointReader, tuned: CheckpointReader, fold
         for name in pairing.names:
             a, b = pairing.stored["base"][name].meta, pairing.stored["tuned"][name].meta
             comparison = compare_arrays(base.read(a.name), a.dtype, tuned.read(b.name), b.dtype, policy)
-            writer.add(name, comparison.mask)
+            writer.add_packed(name, comparison.packed, comparison.shape)
             changed, total = changed + comparison.changed, total + comparison.numel
             base.release(a.name)
             tuned.release(b.name)

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
-from sparsecheck._config import ReadProgress
+from sparsecheck._config import OptionRegistry, ReadProgress
 from sparsecheck._manager import hookimpl
-from sparsecheck.checkpoints._reader import StoredTensor
 from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
-from sparsecheck.metrics._api import MetricResult, TensorGroup, TensorMeta
+from sparsecheck.engine._prefetch import available_cores, prepared
+from sparsecheck.metrics._api import MetricResult, TensorGroup
 
 if TYPE_CHECKING:
     from sparsecheck._config import Session
     from sparsecheck.spec._model import Check
+
+
+#: The smallest pass that gets worker processes by default (smaller ones finish before a pool
+#: of workers would start).
+PARALLEL_MIN_BYTES = 1 << 26
 
 
 @hookimpl(trylast=True)
@@ -41,7 +46,7 @@ def sparsecheck_run_checks(
                     results[item.check.nodeid] = cached
                     session.cached.add(item.check.nodeid)
         to_read = [p for p in planned if p.error is None and p.check.nodeid not in results]
-        read_pass(planner, to_read, config.hook)
+        read_pass(planner, to_read, config.hook, config.getoption("workers"))
         for item in planned:
             if item.check.nodeid not in results:
                 results[item.check.nodeid] = result = finish(item)
@@ -62,8 +67,15 @@ def _cache_result(cache: ResultCache, key: str, result: MetricResult) -> None:
         click.echo(f"sparsecheck: warning: cannot write the result cache: {exc}", err=True)
 
 
-def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -> None:
-    """Read each needed tensor of each checkpoint once and hand it to every reducer wanting it."""
+def read_pass(
+    planner: Planner, planned: Sequence[PlannedCheck], hook: object, workers: int | None = 1
+) -> None:
+    """Read each needed tensor of each checkpoint once and hand it to every reducer wanting it.
+
+    With ``workers`` > 1, reducers' ``prepare`` runs in that many worker processes ahead of
+    ``update``; None: as many as there are cores, for a pass reading at least
+    :data:`PARALLEL_MIN_BYTES`.
+    """
     readers = planner.readers
     where = where_stored(planned)
     names = storage_order(where, list(readers))
@@ -71,36 +83,42 @@ def read_pass(planner: Planner, planned: Sequence[PlannedCheck], hook: object) -
     for item in planned:
         for name in item.names:
             wanted[name].append(item)
-    total_bytes = sum(s.nbytes for stored in where.values() for s in stored.values())
-    done_bytes, start = 0, time.perf_counter()
-    for index, name in enumerate(names):
+
+    def open_group(name: str, memo: Mapping[Any, Any] | None) -> tuple[TensorGroup, list[PlannedCheck]]:
         stored = where[name]
         loaded: dict[str, np.ndarray] = {}
 
-        def load(
-            rid: str, stored: Mapping[str, StoredTensor] = stored, loaded: dict[str, np.ndarray] = loaded
-        ) -> np.ndarray:
+        def load(rid: str) -> np.ndarray:
             if rid not in loaded:
                 loaded[rid] = readers[rid].read(stored[rid].meta.name)
             return loaded[rid]
 
-        def meta(rid: str, stored: Mapping[str, StoredTensor] = stored) -> TensorMeta:
-            return stored[rid].meta
+        return TensorGroup(name, load, lambda rid: stored[rid].meta, readers, memo), wanted[name]
 
-        group = TensorGroup(name, load, meta, readers)
-        for item in wanted[name]:
+    def release(name: str) -> None:
+        for rid, stored in where[name].items():
+            readers[rid].release(stored.meta.name)
+
+    total_bytes = sum(s.nbytes for stored in where.values() for s in stored.values())
+    if workers is None:
+        workers = available_cores() if total_bytes >= PARALLEL_MIN_BYTES else 1
+    done_bytes, start = 0, time.perf_counter()
+    for index, entry in enumerate(prepared(names, open_group, release, workers)):
+        for position, item in enumerate(entry.items):
+            if position in entry.errors:
+                item.error = item.error or entry.errors[position]
             if item.error is not None or item.reducer is None:
                 continue
             began = time.perf_counter()
             try:
-                item.reducer.update(group)
+                item.reducer.update(entry.group)
             except Exception as exc:
                 item.error = exc
             item.seconds += time.perf_counter() - began
-        loaded.clear()
-        for rid, where_this in stored.items():
-            readers[rid].release(where_this.meta.name)
-            done_bytes += where_this.nbytes
+        for position, seconds in enumerate(entry.seconds):
+            entry.items[position].seconds += seconds
+        release(entry.group.name)
+        done_bytes += sum(stored.nbytes for stored in where[entry.group.name].values())
         hook.sparsecheck_read_progress(  # type: ignore[attr-defined]
             progress=ReadProgress(index + 1, len(names), done_bytes, total_bytes, time.perf_counter() - start)
         )
@@ -119,3 +137,16 @@ def finish(item: PlannedCheck) -> MetricResult | BaseException:
         item.seconds += time.perf_counter() - began
     result.notes[:0] = list(item.notes)
     return result
+
+
+@hookimpl
+def sparsecheck_addoption(options: OptionRegistry) -> None:
+    options.add(
+        "--workers",
+        "workers",
+        type=click.IntRange(min=1),
+        help=(
+            "Worker processes computing tensors' metrics ahead of the read pass (default: one per "
+            "CPU core when the pass reads 64 MiB or more; 1: none). Linux only."
+        ),
+    )

@@ -116,12 +116,13 @@ class TensorGroup:
         loader: Callable[[str], np.ndarray],
         meta: Callable[[str], TensorMeta],
         readers: Mapping[str, CheckpointReader] | None = None,
+        memo: Mapping[Any, Any] | None = None,
     ) -> None:
         self.name = name
         self._loader = loader
         self._meta = meta
         self._readers = readers or {}
-        self._memo: dict[Any, Any] = {}
+        self._memo: dict[Any, Any] = dict(memo or {})
 
     def reader(self, checkpoint: str) -> CheckpointReader:
         return self._readers[checkpoint]
@@ -141,6 +142,12 @@ class TensorGroup:
             self._memo[key] = compute()
         value: T = self._memo[key]
         return value
+
+    @property
+    def memoized(self) -> Mapping[Any, Any]:
+        """Every value computed through :meth:`memo` so far, by key (the engine hands them from
+        a worker process to the main one; a new group can start from them with ``memo=``)."""
+        return self._memo
 
 
 @dataclass
@@ -193,7 +200,25 @@ class MetricResult:
 
 
 class Reducer(ABC):
-    """Accumulates one check's metric over the tensor names of the pass."""
+    """Accumulates one check's metric over the tensor names of the pass.
+
+    The engine calls ``update`` in the main process, once per tensor name in storage order.
+    With more than one worker (``--workers``) it first calls ``prepare`` for the coming names in
+    worker processes: put the costly per-tensor work there, through ``group.memo``, and let
+    ``update`` fetch it from the memo and only record it.  The tensors' work then runs on
+    several cores.
+    """
+
+    def prepare(self, group: TensorGroup) -> None:  # noqa: B027 - optional hook, empty by design
+        """Compute ``group``'s costly values into ``group.memo`` ahead of ``update``.
+
+        Runs in a worker process (a fork of the main one), while other names are prepared or
+        updated: read ``group`` and compute, never change the reducer's own state, which the main
+        process would not see.  The memoized values travel back by pickle: keep them small
+        (counts, sums, packed masks), never the tensors themselves; a value that cannot be
+        pickled is computed again by ``update``.  An exception here is the check's error, as one
+        from ``update`` is.  The default does nothing.
+        """
 
     @abstractmethod
     def update(self, group: TensorGroup) -> None:

@@ -1,8 +1,8 @@
 """Equality policies and the changed-mask of one tensor pair (METRICS.md, "Changed or unchanged").
 
-Bits are compared first, on integer views; float work happens only on the entries whose bits
-differ, in chunks, so no full-size float temporaries are made.  One :class:`PairComparison`
-per tensor pair and policy is shared (through ``TensorGroup.memo``) by every metric of a pass.
+A tensor pair is compared a cache-sized chunk at a time, so no full-size float temporaries are
+made; stored bits decide where both sides are equal.  One :class:`PairComparison` per tensor pair
+and policy is shared (through ``TensorGroup.memo``) by every metric of a pass.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from sparsecheck.metrics._api import Param, TensorGroup
 
 POLICIES = ("exact", "atol", "rtol")
 DEFAULT_TOLERANCE = {"exact": 0.0, "atol": 1e-5, "rtol": 1e-3}
-#: Entries per chunk of float work.
-CHUNK = 1 << 20
-#: The |Δ| histogram takes every HIST_STRIDE-th candidate of chunks with more candidates than
-#: HIST_SAMPLED (counts scaled back): its quantiles are approximate anyway, and it is the
-#: costliest part of the per-candidate work.
-HIST_STRIDE = 4
-HIST_SAMPLED = 1 << 14
+#: Entries per chunk of float work (its buffers stay in the CPU cache).
+CHUNK = 1 << 16
+#: The |Δ| histogram counts every moved entry of a chunk with at most HIST_SAMPLES of them, and
+#: about HIST_SAMPLES evenly spaced ones (counts scaled back) of a chunk with more: its
+#: quantiles are approximate anyway, and a full count would be the costliest pass.
+HIST_SAMPLES = 1 << 8
+#: A chunk where at most 1/SPARSE of the entries' bits differ has only those entries widened.
+SPARSE = 16
 #: |Δ| histogram: the float32 exponent and two mantissa bits (bins at most 25% wide).
 HIST_SHIFT = 21
 HIST_BINS = 1 << (31 - HIST_SHIFT)
@@ -77,9 +78,17 @@ class PairComparison:
     max_abs_delta: float
     #: Counts of nonzero |Δ| in bins at most 25% wide (see :func:`delta_quantile`).
     delta_histogram: np.ndarray
-    #: True where changed, in the tensor's shape.
-    mask: np.ndarray
+    #: The changed-mask of the flattened tensor, one bit per entry (``np.packbits``, little bit
+    #: order): an eighth of a bool mask to keep or to send between processes.
+    packed: np.ndarray
+    shape: tuple[int, ...]
     dtypes: tuple[str, str]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """True where changed, in the tensor's shape (unpacked on each access)."""
+        bits = np.unpackbits(self.packed, count=self.numel, bitorder="little")
+        return bits.view(np.bool_).reshape(self.shape)
 
 
 def compare(group: TensorGroup, base: str, tuned: str, policy: EqualityPolicy) -> PairComparison:
@@ -109,13 +118,10 @@ class CandidateChunk:
     differ: np.ndarray
 
 
-def chunk_candidates(
-    a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, span: slice, out: np.ndarray | None = None
-) -> CandidateChunk:
+def chunk_candidates(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, span: slice) -> CandidateChunk:
     """The candidates of ``span`` of flat stored arrays ``a`` (base) and ``b`` (tuned).
 
-    Bits are compared first (into ``out`` when given: True where the bits differ); only those
-    entries are widened, so no full-size float temporaries are made.
+    Bits are compared first; only the entries whose bits differ are widened.
     """
     same_dtype = a_dtype == b_dtype
     is_float = a_dtype in FLOATS or b_dtype in FLOATS
@@ -123,7 +129,7 @@ def chunk_candidates(
     ca, cb = a[span], b[span]
     where: np.ndarray | slice = slice(None)
     if same_dtype:
-        where = np.flatnonzero(np.not_equal(bits(ca), bits(cb), out=out))
+        where = np.flatnonzero(bits(ca) != bits(cb))
         ca, cb = ca[where], cb[where]
     values_a, values_b = widen(ca, a_dtype, wide), widen(cb, b_dtype, wide)
     delta = np.abs(values_a - values_b)
@@ -143,109 +149,139 @@ def candidate_chunks(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str) -
         yield chunk_candidates(a, a_dtype, b, b_dtype, span)
 
 
-@dataclass
-class _ChunkCounts:
-    changed: int
-    moved: int
-    changed_if_bf16: int
-    max_abs_delta: float
-    histogram: np.ndarray
-
-
 def compare_arrays(
     a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, policy: EqualityPolicy
 ) -> PairComparison:
     """Compare stored arrays ``a`` (base) and ``b`` (tuned) entry by entry, chunk by chunk.
 
-    (Chunks on a thread pool were measured no faster: the nonzero/gather/bincount steps that
-    dominate hold the GIL.)
+    Stored bits are compared first.  A chunk where few entries' bits differ has only those
+    widened; a chunk where more than 1/SPARSE do is widened whole, into buffers that stay in the
+    CPU cache (measured faster from about that share on).
     """
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-    mask = np.empty(flat_a.shape, dtype=np.bool_)
-    bf16_check = (a_dtype in FLOATS or b_dtype in FLOATS) and max(
-        PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)
-    ) > PRECISION["bfloat16"]
-
-    parts = [
-        _compare_chunk(flat_a, a_dtype, flat_b, b_dtype, span, policy, mask, bf16_check)
-        for span in chunk_spans(flat_a.size)
-    ]
-    histogram = np.zeros(HIST_BINS, dtype=np.int64)
-    for part in parts:
-        histogram += part.histogram
+    packed = np.empty((flat_a.size + 7) // 8, dtype=np.uint8)
+    counts = _Counts(policy, a_dtype, b_dtype)
+    hit = np.empty(min(CHUNK, flat_a.size), dtype=np.bool_)
+    for span in chunk_spans(flat_a.size):
+        out = hit[: min(span.stop, flat_a.size) - span.start]
+        counts.add(flat_a[span], flat_b[span], out)
+        packed[span.start // 8 : span.start // 8 + (out.size + 7) // 8] = np.packbits(out, bitorder="little")
     return PairComparison(
         numel=int(flat_a.size),
-        changed=sum(p.changed for p in parts),
-        moved=sum(p.moved for p in parts),
-        changed_if_bf16=sum(p.changed_if_bf16 for p in parts) if bf16_check else None,
-        max_abs_delta=max((p.max_abs_delta for p in parts), default=0.0),
-        delta_histogram=histogram,
-        mask=mask.reshape(a.shape),
+        changed=counts.changed,
+        moved=counts.moved,
+        changed_if_bf16=counts.changed_if_bf16 if counts.bf16_check else None,
+        max_abs_delta=counts.max_abs_delta,
+        delta_histogram=counts.histogram,
+        packed=packed,
+        shape=tuple(a.shape),
         dtypes=(a_dtype, b_dtype),
     )
 
 
-def _compare_chunk(
-    a: np.ndarray,
-    a_dtype: str,
-    b: np.ndarray,
-    b_dtype: str,
-    span: slice,
-    policy: EqualityPolicy,
-    mask: np.ndarray,
-    bf16_check: bool,
-) -> _ChunkCounts:
-    out = mask[span]
-    chunk = chunk_candidates(a, a_dtype, b, b_dtype, span, out if a_dtype == b_dtype else None)
-    hit = _changed(policy, chunk.a, chunk.b, chunk.delta, chunk.differ)
-    changed = int(np.count_nonzero(hit))
-    if isinstance(chunk.where, slice):
-        out[...] = hit
-    elif changed != hit.size:  # candidates whose bits differ but which did not change
-        out[chunk.where[~hit]] = False
-    changed_bf16 = 0
-    if bf16_check:
-        bf16_a, bf16_b = round_to_bfloat16_bits(chunk.a), round_to_bfloat16_bits(chunk.b)
-        # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
-        both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
-        changed_bf16 = int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
-    return _ChunkCounts(
-        changed, int(np.count_nonzero(chunk.differ)), changed_bf16, *_delta_spread(chunk.delta)
-    )
+class _Counts:
+    """The running counts of one tensor pair's comparison, and its scratch buffers."""
 
+    def __init__(self, policy: EqualityPolicy, a_dtype: str, b_dtype: str) -> None:
+        self.policy, self.a_dtype, self.b_dtype = policy, a_dtype, b_dtype
+        self.same_dtype = a_dtype == b_dtype
+        is_float = a_dtype in FLOATS or b_dtype in FLOATS
+        self.integer = self.same_dtype and not is_float
+        self.wide = compute_dtype(a_dtype, b_dtype) if is_float else np.dtype(np.float64)
+        self.bf16_check = (
+            is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > (PRECISION["bfloat16"])
+        )
+        self.changed = self.moved = self.changed_if_bf16 = 0
+        self.max_abs_delta = 0.0
+        self.histogram = np.zeros(HIST_BINS, dtype=np.int64)
+        self.values = (np.empty(CHUNK, dtype=self.wide), np.empty(CHUNK, dtype=self.wide))
+        self.delta = np.empty(CHUNK, dtype=self.wide)
+        self.differ = np.empty(CHUNK, dtype=np.bool_)
+        self.near = np.empty(CHUNK, dtype=np.bool_)
 
-def _delta_spread(delta: np.ndarray) -> tuple[float, np.ndarray]:
-    """The largest finite |Δ| and the histogram of the nonzero finite ones."""
-    if not delta.size:
-        return 0.0, np.zeros(HIST_BINS, dtype=np.int64)
-    largest = float(delta.max())
-    if not np.isfinite(largest):
-        largest = float(delta[np.isfinite(delta)].max(initial=0.0))
-    stride = HIST_STRIDE if delta.size > HIST_SAMPLED else 1
-    top = delta[::stride].astype(np.float32).view(np.uint32)
-    top >>= HIST_SHIFT
-    top &= HIST_BINS - 1
-    histogram = np.bincount(top, minlength=HIST_BINS) * stride
-    histogram[0] = 0  # |Δ| = 0 (+0 vs -0) and float32 subnormals
-    histogram[_HIST_NONFINITE:] = 0  # inf and NaN
-    return largest, histogram
+    def add(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """Count one chunk of flat stored arrays; ``out`` gets True where changed."""
+        if not self.same_dtype:
+            self._judge(a, b, None, out)
+            return
+        np.not_equal(bits(a), bits(b), out=out)
+        candidates = int(np.count_nonzero(out))
+        if candidates == 0:
+            return
+        if candidates > a.size // SPARSE:
+            self._judge(a, b, out, out)
+            return
+        where = np.flatnonzero(out)
+        hit = self._judge(a[where], b[where], None, np.empty(where.size, dtype=np.bool_))
+        out[where[~hit]] = False
+
+    def _judge(
+        self, a: np.ndarray, b: np.ndarray, bits_differ: np.ndarray | None, hit: np.ndarray
+    ) -> np.ndarray:
+        """Count aligned stored entries ``a`` and ``b`` (a chunk, or the entries whose bits
+        differ, when ``bits_differ`` is None); ``hit`` gets True where changed."""
+        n = a.size
+        values_a = widen(a, self.a_dtype, self.wide, self.values[0])
+        values_b = widen(b, self.b_dtype, self.wide, self.values[1])
+        delta, differ, near = self.delta[:n], self.differ[:n], self.near[:n]
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, which differs
+            np.subtract(values_a, values_b, out=delta)
+        np.abs(delta, out=delta)
+        # Entries that differ as numbers: +0 and -0 do not (x - y == 0 only when x == y); a NaN
+        # does, unless both sides store the same bits; integers whose bits differ always do.
+        if not self.same_dtype:
+            np.not_equal(values_a, values_b, out=differ)
+        elif self.integer:
+            differ[...] = True if bits_differ is None else bits_differ
+        else:
+            np.not_equal(delta, 0, out=differ)
+            if bits_differ is not None:
+                differ &= bits_differ
+        moved = int(np.count_nonzero(differ))
+        if self.policy.name == "exact" or moved == 0:
+            hit[...] = differ
+            changed = moved
+        else:  # changed: differ and not |Δ| <= bound (so a NaN |Δ| is changed)
+            bound: float | np.ndarray = self.policy.tol
+            if self.policy.name == "rtol":
+                bound = self.policy.tol * np.maximum(np.abs(values_a), np.abs(values_b))
+            np.less_equal(delta, bound, out=near)
+            np.logical_not(near, out=near)
+            np.logical_and(differ, near, out=hit)
+            changed = int(np.count_nonzero(hit))
+        self.changed += changed
+        self.moved += moved
+        if moved:
+            self._spread(delta, differ, moved)
+        if self.bf16_check:
+            bf16_a, bf16_b = round_to_bfloat16_bits(values_a), round_to_bfloat16_bits(values_b)
+            # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
+            both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
+            self.changed_if_bf16 += int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
+        return hit
+
+    def _spread(self, delta: np.ndarray, differ: np.ndarray, moved: int) -> None:
+        """Add the largest finite |Δ| and the histogram of the moved entries' |Δ|."""
+        largest = float(delta.max())
+        if not np.isfinite(largest):
+            largest = float(delta[np.isfinite(delta)].max(initial=0.0))
+        self.max_abs_delta = max(self.max_abs_delta, largest)
+        if moved <= HIST_SAMPLES:
+            sample, weight = delta[np.flatnonzero(differ)], 1
+        else:  # every stride-th entry (unmoved ones land in bin 0); odd, against aliasing
+            weight = (moved // HIST_SAMPLES) | 1
+            sample = delta[::weight]
+        top = sample.astype(np.float32).view(np.uint32)
+        top >>= HIST_SHIFT
+        top &= HIST_BINS - 1
+        histogram = np.bincount(top, minlength=HIST_BINS)
+        histogram[0] = 0  # |Δ| = 0 (+0 vs -0) and float32 subnormals
+        histogram[_HIST_NONFINITE:] = 0  # inf and NaN
+        self.histogram += histogram * weight
 
 
 #: The first histogram bin of inf and NaN (float32 exponent all ones).
 _HIST_NONFINITE = 0x7F800000 >> HIST_SHIFT
-
-
-def _changed(
-    policy: EqualityPolicy, a: np.ndarray, b: np.ndarray, delta: np.ndarray, differ: np.ndarray
-) -> np.ndarray:
-    """Which of the candidate entries count as changed; a NaN on either side that differs
-    from the other side always does (a broken weight is never 'unchanged')."""
-    if policy.name == "exact":
-        return differ
-    nan = np.isnan(delta) & differ
-    bound = policy.tol if policy.name == "atol" else policy.tol * np.maximum(np.abs(a), np.abs(b))
-    changed: np.ndarray = (delta > bound) | nan
-    return changed
 
 
 def delta_quantile(histogram: np.ndarray, q: float) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +92,18 @@ class MaskWriter:
 
     def add(self, name: str, mask: np.ndarray) -> None:
         """Add the bool mask of tensor ``name`` (True = changed), in the tensor's shape."""
-        if self._closed:
-            raise ValueError(f"{self.path}: mask writer is closed")
         if mask.dtype != np.bool_:
             raise TypeError(f"mask of {name!r} must be bool, not {mask.dtype}")
+        self.add_packed(name, np.packbits(mask.reshape(-1), bitorder="little"), mask.shape)
+
+    def add_packed(self, name: str, packed: np.ndarray, shape: Sequence[int]) -> None:
+        """Add the mask of tensor ``name`` already packed (``np.packbits``, little bit order)."""
+        if self._closed:
+            raise ValueError(f"{self.path}: mask writer is closed")
         if name in self._packed:
             raise ValueError(f"mask of {name!r} added twice")
-        self._packed[name] = np.packbits(mask.reshape(-1), bitorder="little")
-        self._shapes[name] = list(mask.shape)
+        self._packed[name] = packed
+        self._shapes[name] = list(shape)
 
     def close(self) -> None:
         """Write the file (once); later calls do nothing."""

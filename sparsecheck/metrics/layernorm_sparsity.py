@@ -33,6 +33,10 @@ class LayerNormSparsityReducer(UpdateSparsityReducer):
         if not self.patterns:
             raise UsageError(f"{metric}: args.patterns is empty; give at least one glob")
 
+    def prepare(self, group: TensorGroup) -> None:
+        if is_norm(group.name, self.patterns):
+            super().prepare(group)
+
     def update(self, group: TensorGroup) -> None:
         if is_norm(group.name, self.patterns):
             super().update(group)

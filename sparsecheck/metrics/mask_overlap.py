@@ -270,6 +270,12 @@ def _from_runs(metric: str, args: Mapping[str, Any]) -> bool:
     return bool(runs)
 
 
+def _overlap(group: TensorGroup, base: str, mask_a: np.ndarray, mask_b: np.ndarray) -> TensorOverlap:
+    """The counts of two masks of ``group``'s tensor, with the strata of its ``base`` weights."""
+    strata = stratum_counts(group.array(base), group.meta(base).dtype, mask_a, mask_b)
+    return TensorOverlap.of_masks(mask_a, mask_b, strata)
+
+
 class MaskOverlapReducer(Reducer):
     def __init__(self, metric: str, args: Mapping[str, Any]) -> None:
         self.metric = metric
@@ -283,20 +289,29 @@ class MaskOverlapReducer(Reducer):
         #: Tensors of the base that do not pair with the mask files → why.
         self.unpaired: dict[str, str] = {}
 
+    def prepare(self, group: TensorGroup) -> None:
+        if self.masks is None:  # mask files are read in order, by update
+            self._from_runs(group)
+
     def update(self, group: TensorGroup) -> None:
-        assert self.base is not None  # the engine streams tensors only when there is a base
         if self.masks is None:
-            run_a, run_b = self.runs
-            assert run_a is not None and run_b is not None
-            mask_a = compare(group, self.base, run_a, self.policy).mask
-            mask_b = compare(group, self.base, run_b, self.policy).mask
-        else:
-            pair = self._mask_pair(group.name, group.meta(self.base).shape)
-            if pair is None:
-                return
-            mask_a, mask_b = pair
-        strata = stratum_counts(group.array(self.base), group.meta(self.base).dtype, mask_a, mask_b)
-        self.tally.counts[group.name] = TensorOverlap.of_masks(mask_a, mask_b, strata)
+            self.tally.counts[group.name] = self._from_runs(group)
+            return
+        assert self.base is not None  # the engine streams tensors only when there is a base
+        pair = self._mask_pair(group.name, group.meta(self.base).shape)
+        if pair is not None:
+            self.tally.counts[group.name] = _overlap(group, self.base, *pair)
+
+    def _from_runs(self, group: TensorGroup) -> TensorOverlap:
+        base, (run_a, run_b) = self.base, self.runs
+        assert base is not None and run_a is not None and run_b is not None
+
+        def compute() -> TensorOverlap:
+            mask_a = compare(group, base, run_a, self.policy).mask
+            mask_b = compare(group, base, run_b, self.policy).mask
+            return _overlap(group, base, mask_a, mask_b)
+
+        return group.memo(("overlap", base, run_a, run_b, self.policy), compute)
 
     def _mask_pair(self, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
         assert self.masks is not None

@@ -73,8 +73,14 @@ class ToleranceSweepReducer(Reducer):
         #: Tensor name → (numel, changed count per tolerance).
         self.counts: dict[str, tuple[int, np.ndarray]] = {}
 
+    def prepare(self, group: TensorGroup) -> None:
+        self._counts(group)
+
     def update(self, group: TensorGroup) -> None:
-        counts = group.memo(
+        self.counts[group.name] = (group.meta(self.base).numel, self._counts(group))
+
+    def _counts(self, group: TensorGroup) -> np.ndarray:
+        return group.memo(
             ("tolerance_counts", self.base, self.tuned, tuple(self.tolerances)),
             lambda: changed_counts(
                 group.array(self.base),
@@ -84,7 +90,6 @@ class ToleranceSweepReducer(Reducer):
                 self.tolerances,
             ),
         )
-        self.counts[group.name] = (group.meta(self.base).numel, counts)
 
     def sparsities(self, members: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
         numel = sum(n for n, _ in members)

@@ -125,6 +125,9 @@ class _RunReducer(Reducer):
         self.steps = run_steps(self.run)
         self.counts: dict[str, RunCounts] = {}
 
+    def prepare(self, group: TensorGroup) -> None:
+        run_counts(group, self.base, self.run, self.policy)
+
     def update(self, group: TensorGroup) -> None:
         self.counts[group.name] = run_counts(group, self.base, self.run, self.policy)
 

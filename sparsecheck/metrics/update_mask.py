@@ -28,12 +28,15 @@ class UpdateMaskReducer(Reducer):
         self.writer: MaskWriter | None = None
         self.changed = self.compared = 0
 
+    def prepare(self, group: TensorGroup) -> None:
+        compare(group, self.base, self.tuned, self.policy)
+
     def update(self, group: TensorGroup) -> None:
         if self.writer is None:
             metadata = mask_metadata(self.policy, group.reader(self.base), group.reader(self.tuned))
             self.writer = MaskWriter(self.output, metadata)
         comparison = compare(group, self.base, self.tuned, self.policy)
-        self.writer.add(group.name, comparison.mask)
+        self.writer.add_packed(group.name, comparison.packed, comparison.shape)
         self.changed += comparison.changed
         self.compared += comparison.numel
 

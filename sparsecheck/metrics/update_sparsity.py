@@ -129,6 +129,9 @@ class UpdateSparsityReducer(Reducer):
         self.policy = EqualityPolicy.from_args(args)
         self.tally = SparsityTally()
 
+    def prepare(self, group: TensorGroup) -> None:
+        compare(group, self.base, self.tuned, self.policy)
+
     def update(self, group: TensorGroup) -> None:
         self.tally.add(group.name, compare(group, self.base, self.tuned, self.policy))
 

@@ -80,20 +80,30 @@ def similarity_sums(sub: Stored, full: Stored, tol: float, base: Stored | None =
     wide = np.result_type(*(compute_dtype(s.dtype, s.dtype) for s in sides))
     threshold = wide.type(tol)
     sums = SimilaritySums(numel=int(sub.array.size))
+    size = min(CHUNK, sub.array.size)
+    # Chunk buffers, reused (widened values, differences and flags; never the mapped arrays).
+    values = [np.empty(size, dtype=wide) for _ in sides]
+    diff, update_sub, update_full = (np.empty(size, dtype=wide) for _ in range(3))
+    equal, close = np.empty(size, dtype=np.bool_), np.empty(size, dtype=np.bool_)
     for start in range(0, sub.array.size, CHUNK):
         span = slice(start, start + CHUNK)
-        s, f = (widen(side.array[span], side.dtype, wide) for side in (sub, full))
-        diff = s - f
-        sums.diff_sq += _dot(diff, diff)
+        s, f, *b = (
+            widen(side.array[span], side.dtype, wide, out) for side, out in zip(sides, values, strict=True)
+        )
+        n = s.size
+        np.subtract(s, f, out=diff[:n])
+        sums.diff_sq += _dot(diff[:n], diff[:n])
         sums.full_sq += _dot(f, f)
-        np.abs(diff, out=diff)
-        sums.equal += int(np.count_nonzero((diff <= threshold) | (s == f)))
-        if base is not None:
-            b = widen(base.array[span], base.dtype, wide)
-            update_sub, update_full = s - b, f - b  # new arrays: s and f may map the checkpoint
-            sums.dot += _dot(update_sub, update_full)
-            sums.sub_update_sq += _dot(update_sub, update_sub)
-            sums.full_update_sq += _dot(update_full, update_full)
+        np.abs(diff[:n], out=diff[:n])
+        np.less_equal(diff[:n], threshold, out=close[:n])
+        np.equal(s, f, out=equal[:n])  # inf == inf, whose difference is NaN
+        sums.equal += int(np.count_nonzero(np.logical_or(close[:n], equal[:n], out=close[:n])))
+        if b:
+            np.subtract(s, b[0], out=update_sub[:n])
+            np.subtract(f, b[0], out=update_full[:n])
+            sums.dot += _dot(update_sub[:n], update_full[:n])
+            sums.sub_update_sq += _dot(update_sub[:n], update_sub[:n])
+            sums.full_update_sq += _dot(update_full[:n], update_full[:n])
     return sums
 
 
@@ -128,11 +138,20 @@ class WeightSimilarityReducer(Reducer):
         self.sums: dict[str, SimilaritySums] = {}
         self.dtypes: dict[str, tuple[str, ...]] = {}
 
+    def prepare(self, group: TensorGroup) -> None:
+        self._sums(group)
+
     def update(self, group: TensorGroup) -> None:
-        sub, full = Stored.of(group, self.sub), Stored.of(group, self.full)
-        base = None if self.base is None else Stored.of(group, self.base)
-        self.sums[group.name] = similarity_sums(sub, full, self.tol, base)
-        self.dtypes[group.name] = tuple(side.dtype for side in (sub, full, base) if side is not None)
+        self.sums[group.name] = self._sums(group)
+        sides = (self.sub, self.full) if self.base is None else (self.sub, self.full, self.base)
+        self.dtypes[group.name] = tuple(group.meta(side).dtype for side in sides)
+
+    def _sums(self, group: TensorGroup) -> SimilaritySums:
+        def compute() -> SimilaritySums:
+            base = None if self.base is None else Stored.of(group, self.base)
+            return similarity_sums(Stored.of(group, self.sub), Stored.of(group, self.full), self.tol, base)
+
+        return group.memo(("similarity_sums", self.sub, self.full, self.base, self.tol), compute)
 
     def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
         if not self.sums:

@@ -67,7 +67,10 @@ def spec(tmp_path: Path) -> Path:
 
 
 def run(spec: Path, counter: ReadCounter, **options: Any) -> list[str]:
-    session = run_spec(spec, plugins=[counter], options={"cache_dir": spec.parent / "cache", **options})
+    """Run ``spec`` with one worker, so that every read happens in this process and is counted
+    (test_workers.py checks that worker processes give the same results)."""
+    options = {"cache_dir": spec.parent / "cache", "workers": 1, **options}
+    session = run_spec(spec, plugins=[counter], options=options)
     return [o.status.value for o in session.outcomes]
 
 
