@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from sparsecheck.errors import UsageError
@@ -27,11 +28,18 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace the content of ``path`` with ``data`` atomically (the folder must exist)."""
+    write_chunks_atomic(path, [data])
+
+
+def write_chunks_atomic(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> None:
+    """Replace the content of ``path`` with the concatenated ``chunks`` atomically (the folder
+    must exist); the chunks are written as they come, so they need not all be in memory."""
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
+            for chunk in chunks:
+                tmp.write(chunk)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.chmod(tmp_name, _FILE_MODE)

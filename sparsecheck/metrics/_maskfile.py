@@ -16,15 +16,18 @@ checkpoints pairs mask files too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import struct
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sparsecheck._atomic import write_bytes_atomic
+from sparsecheck._atomic import write_chunks_atomic
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 from sparsecheck.checkpoints._safetensors import SafetensorsFile
@@ -34,6 +37,8 @@ from sparsecheck.metrics._equality import POLICIES, EqualityPolicy
 
 FORMAT = "sparsecheck-mask"
 VERSION = "1"
+#: Bytes copied at a time from the spool into the mask file.
+_COPY_BYTES = 1 << 24
 #: Set bits of every byte value.
 _POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.int64)
 
@@ -73,8 +78,9 @@ def mask_metadata(policy: EqualityPolicy, base: CheckpointReader, tuned: Checkpo
 class MaskWriter:
     """Collects packed masks tensor by tensor; ``close()`` writes the file atomically.
 
-    The packed bits (one bit per entry) stay in memory until ``close``, since the safetensors
-    header comes first.  Leaving a ``with`` block by an exception writes nothing.
+    The packed bits go to an anonymous temporary file as they come (the safetensors header,
+    which comes first, is known only at the end), so memory stays flat however large the model.
+    Leaving a ``with`` block by an exception writes nothing.
     """
 
     def __init__(self, path: str | os.PathLike[str], metadata: Mapping[str, str]) -> None:
@@ -86,7 +92,8 @@ class MaskWriter:
             raise ValueError(f"mask metadata: {problem} (see mask_metadata)")
         self.path = Path(path)
         self.metadata = dict(metadata)
-        self._packed: dict[str, np.ndarray] = {}
+        self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - open until close() or _discard()
+        self._offsets: dict[str, tuple[int, int]] = {}
         self._shapes: dict[str, list[int]] = {}
         self._closed = False
 
@@ -100,21 +107,35 @@ class MaskWriter:
         """Add the mask of tensor ``name`` already packed (``np.packbits``, little bit order)."""
         if self._closed:
             raise ValueError(f"{self.path}: mask writer is closed")
-        if name in self._packed:
+        if name in self._offsets:
             raise ValueError(f"mask of {name!r} added twice")
-        self._packed[name] = packed
+        start = self._spool.tell()
+        self._spool.write(np.ascontiguousarray(packed, dtype=np.uint8).data)
+        self._offsets[name] = (start, self._spool.tell())
         self._shapes[name] = list(shape)
 
     def close(self) -> None:
         """Write the file (once); later calls do nothing."""
         if self._closed:
             return
-        from safetensors.numpy import save
-
         metadata = {**self.metadata, "format": FORMAT, "version": VERSION, "shapes": json.dumps(self._shapes)}
-        write_bytes_atomic(self.path, save(self._packed, metadata=metadata))
+        header: dict[str, Any] = {"__metadata__": metadata}
+        for name, (start, end) in self._offsets.items():
+            header[name] = {"dtype": "U8", "shape": [end - start], "data_offsets": [start, end]}
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as safetensors writes it
+        self._spool.seek(0)
+        chunks = iter(lambda: self._spool.read(_COPY_BYTES), b"")
+        try:
+            write_chunks_atomic(
+                self.path, itertools.chain([struct.pack("<Q", len(encoded)), encoded], chunks)
+            )
+        finally:
+            self._discard()
+
+    def _discard(self) -> None:
         self._closed = True
-        self._packed.clear()
+        self._spool.close()
 
     def __enter__(self) -> MaskWriter:
         return self
@@ -123,7 +144,7 @@ class MaskWriter:
         if kind is None:
             self.close()
         else:
-            self._closed = True
+            self._discard()
 
 
 class MaskFile(CheckpointReader):
