@@ -42,12 +42,12 @@ def layer(name: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("dtype", "chunk"),
-    [(torch.bfloat16, sparsecheck_update_norm.CHUNK), (torch.float32, 37)],
-    ids=["bf16", "fp32-small-chunks"],
+    ("dtype", "chunk", "workers"),
+    [(torch.bfloat16, sparsecheck_update_norm.CHUNK, 1), (torch.float32, 37, 1), (torch.bfloat16, 1000, 2)],
+    ids=["bf16", "fp32-small-chunks", "bf16-two-worker-processes"],
 )
 def test_relative_norm_equals_torch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, chunk: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, chunk: int, workers: int
 ) -> None:
     # Independent of installation: autoload off, the module registered by run_spec.
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
@@ -68,7 +68,8 @@ def test_relative_norm_equals_torch(
         yaml.safe_dump({"version": 1, "checkpoints": {"base": "base", "tuned": "tuned"}, "checks": checks})
     )
 
-    outcomes = {o.check.id: o for o in run_spec(spec, plugins=[sparsecheck_update_norm]).outcomes}
+    session = run_spec(spec, plugins=[sparsecheck_update_norm], options={"workers": workers})
+    outcomes = {o.check.id: o for o in session.outcomes}
     result = outcomes["all"].result
     assert result is not None and outcomes["all"].status is Status.PASS
     names = list(base)

@@ -1,8 +1,9 @@
 """``update_norm``: how large a fine-tuning update is relative to the weights it changed.
 
 relative_norm = ‖θ_tuned - θ_base‖_F / ‖θ_base‖_F, over all compared tensors and per layer,
-module type and tensor.  A model for third-party metric plugins: one Metric, one Reducer, one
-hook implementation, registered through the ``sparsecheck`` entry-point group.
+module type and tensor.  A model for third-party metric plugins: one Metric, one Reducer (its
+costly per-tensor work in ``prepare``, which worker processes run ahead of ``update``), one hook
+implementation, registered through the ``sparsecheck`` entry-point group.
 """
 
 from __future__ import annotations
@@ -37,7 +38,18 @@ class UpdateNormReducer(Reducer):
         #: tensor name -> (sum of squared update, sum of squared base weights)
         self.sums: dict[str, tuple[float, float]] = {}
 
+    def prepare(self, group: TensorGroup) -> None:
+        # In a worker process, ahead of update: the costly part, memoized (see Reducer.prepare).
+        self._tensor_sums(group)
+
     def update(self, group: TensorGroup) -> None:
+        # In the main process, in order: fetch the memoized sums and record them.
+        self.sums[group.name] = self._tensor_sums(group)
+
+    def _tensor_sums(self, group: TensorGroup) -> tuple[float, float]:
+        return group.memo(("update_norm", self.base, self.tuned), lambda: self._compute(group))
+
+    def _compute(self, group: TensorGroup) -> tuple[float, float]:
         base = group.tensor(self.base).reshape(-1)
         tuned = group.tensor(self.tuned).reshape(-1)
         delta_sq = base_sq = 0.0
@@ -45,7 +57,7 @@ class UpdateNormReducer(Reducer):
             b = base[start : start + CHUNK].double()
             delta_sq += float((tuned[start : start + CHUNK].double() - b).square().sum())
             base_sq += float(b.square().sum())
-        self.sums[group.name] = (delta_sq, base_sq)
+        return delta_sq, base_sq
 
     def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
         if not self.sums:
