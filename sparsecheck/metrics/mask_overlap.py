@@ -23,94 +23,21 @@ Only per-stratum counts are kept per tensor, never a mask.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sparsecheck._dtypes import STORAGE, bits, sign_mask
 from sparsecheck._manager import hookimpl
 from sparsecheck.checkpoints._pairing import Pairing, pair_tensors
 from sparsecheck.errors import CheckpointError, UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
-from sparsecheck.metrics._equality import CHUNK, POLICY_PARAMS, EqualityPolicy, compare
+from sparsecheck.metrics._equality import POLICY_PARAMS, EqualityPolicy, compare
 from sparsecheck.metrics._grouping import GRANULARITIES, group_key, sort_keys
 from sparsecheck.metrics._hypergeom import log10_upper_tail, z_score
 from sparsecheck.metrics._maskfile import MaskFile, popcount
-
-#: Float dtype → (shift, mask, bias) of its exponent field, and whether all ones there is inf/NaN.
-_EXPONENTS: dict[str, tuple[int, int, int, bool]] = {
-    "bfloat16": (7, 0xFF, 127, True),
-    "float16": (10, 0x1F, 15, True),
-    "float32": (23, 0xFF, 127, True),
-    "float64": (52, 0x7FF, 1023, True),
-    "float8_e5m2": (2, 0x1F, 15, True),
-    "float8_e4m3fn": (3, 0xF, 7, False),
-}
-ZERO_STRATUM, NONFINITE_STRATUM = 0, 1
-#: Stratum of unbiased exponent e is e + this (e from −1023 to 1023).
-_EXPONENT_OFFSET = 2 + 1023
-STRATA = _EXPONENT_OFFSET + 1024
-
-
-def stratum_ids(values: np.ndarray, dtype: str) -> np.ndarray:
-    """The magnitude stratum of each stored value (non-float dtypes go through float64)."""
-    if dtype not in _EXPONENTS:
-        values, dtype = values.astype(np.float64), "float64"
-    shift, width, bias, ieee = _EXPONENTS[dtype]
-    raw = bits(values)
-    exponent = ((raw >> shift) & width).astype(np.intp)
-    ids = exponent + (_EXPONENT_OFFSET - bias)
-    ids[(raw & raw.dtype.type(sign_mask(dtype) - 1)) == 0] = ZERO_STRATUM
-    if ieee:
-        ids[exponent == width] = NONFINITE_STRATUM
-    return ids
-
-
-@dataclass(frozen=True)
-class Strata:
-    """One tensor's entry counts per non-empty magnitude stratum."""
-
-    ids: np.ndarray
-    changed_a: np.ndarray
-    changed_b: np.ndarray
-    total: np.ndarray
-
-
-@functools.cache
-def _stratum_table(dtype: str) -> np.ndarray:
-    """The stratum of every 16-bit pattern of a 16-bit float dtype (one lookup per entry)."""
-    return stratum_ids(np.arange(1 << 16, dtype=np.uint16).view(STORAGE[dtype]), dtype).astype(np.int32)
-
-
-def _chunk_strata(values: np.ndarray, dtype: str) -> np.ndarray:
-    if values.dtype.itemsize == 2 and dtype in _EXPONENTS:
-        table: np.ndarray = _stratum_table(dtype)[bits(values)]
-        return table
-    return stratum_ids(values, dtype)
-
-
-def stratum_counts(base: np.ndarray, dtype: str, mask_a: np.ndarray, mask_b: np.ndarray) -> Strata:
-    """Count |m1∩b|, |m2∩b| and |b| for every stratum b of ``base``, in chunks, with one
-    bincount per chunk over the key (stratum, in m1, in m2)."""
-    flat, flat_a, flat_b = base.reshape(-1), mask_a.reshape(-1), mask_b.reshape(-1)
-    counts = np.zeros(4 * STRATA, dtype=np.int64)
-    for start in range(0, flat.size, CHUNK):
-        span = slice(start, start + CHUNK)
-        key = _chunk_strata(flat[span], dtype)
-        key <<= 1
-        key += flat_a[span]
-        key <<= 1
-        key += flat_b[span]
-        counts += np.bincount(key, minlength=4 * STRATA)
-    by_stratum = counts.reshape(STRATA, 4)  # columns: (in m1, in m2) = 00, 01, 10, 11
-    total = by_stratum.sum(axis=1)
-    kept = np.flatnonzero(total)
-    changed_a = by_stratum[:, 2] + by_stratum[:, 3]
-    changed_b = by_stratum[:, 1] + by_stratum[:, 3]
-    return Strata(kept, changed_a[kept], changed_b[kept], total[kept])
+from sparsecheck.metrics._strata import STRATA, Strata, stratum_counts
 
 
 @dataclass(frozen=True)

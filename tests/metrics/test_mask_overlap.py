@@ -17,11 +17,12 @@ from sparsecheck._dtypes import from_torch_dtype
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.engine._outcome import Status
+from sparsecheck.metrics import _strata as strata_module
 from sparsecheck.metrics._api import MetricResult
 from sparsecheck.metrics._equality import EqualityPolicy, compare_arrays
 from sparsecheck.metrics._hypergeom import log10_upper_tail, log_pmf, z_score
 from sparsecheck.metrics._maskfile import MaskWriter, mask_metadata
-from sparsecheck.metrics.mask_overlap import stratum_ids
+from sparsecheck.metrics._strata import stratum_counts, stratum_ids
 from sparsecheck.testing import plant_changes, run_spec, tiny_llama_state_dict, write_checkpoint
 
 Masks = dict[str, np.ndarray]
@@ -128,6 +129,33 @@ def test_strata_are_binary_exponents_with_zeros_and_nonfinite_apart(dtype: torch
     if dtype != torch.float16:  # equal exponents of different dtypes share a stratum
         as_fp32 = stratum_ids(stored.float().numpy(), "float32")
         assert np.array_equal(as_fp32, ids)
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64, torch.float8_e4m3fn, torch.int32]
+)
+def test_stratum_counts_agree_with_counting_each_entry(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(strata_module, "CHUNK", 64)  # many chunks, some without zeros
+    g = torch.Generator().manual_seed(1)
+    n = 1000
+    values = torch.randn(n, generator=g) * 10.0 ** torch.randint(-6, 3, (n,), generator=g)
+    values[::97] = 0.0
+    values[5:9] = torch.tensor([float("inf"), float("nan"), -0.0, 1e-42])
+    stored = values.to(dtype) if dtype.is_floating_point else (values * 100).to(dtype)
+    storage = {torch.bfloat16: torch.int16, torch.float8_e4m3fn: torch.uint8}.get(dtype)
+    array = stored.numpy() if storage is None else stored.view(storage).numpy()
+    array = array.view(np.uint16) if dtype == torch.bfloat16 else array
+    mask_a = (torch.rand(n, generator=g) < 0.3).numpy()
+    mask_b = (torch.rand(n, generator=g) < 0.5).numpy()
+    got = stratum_counts(array, from_torch_dtype(dtype), mask_a, mask_b)
+    ids = stratum_ids(array, from_torch_dtype(dtype))
+    kept = np.unique(ids)
+    assert np.array_equal(got.ids, kept)
+    assert np.array_equal(got.total, [np.count_nonzero(ids == k) for k in kept])
+    assert np.array_equal(got.changed_a, [np.count_nonzero((ids == k) & mask_a) for k in kept])
+    assert np.array_equal(got.changed_b, [np.count_nonzero((ids == k) & mask_b) for k in kept])
 
 
 # --- planted runs ----------------------------------------------------------------------------
