@@ -33,8 +33,9 @@ OpenGroup = Callable[[str, "Mapping[Any, Any] | None"], "tuple[TensorGroup, Sequ
 
 #: Workers need ``fork`` (they inherit the open maps and reducers); elsewhere names go one by one.
 CAN_FORK = sys.platform == "linux"
-#: Names sent ahead per worker.
+#: Tasks sent ahead per worker; a task is consecutive names of at least TASK_BYTES together.
 AHEAD_PER_WORKER = 2
+TASK_BYTES = 1 << 22
 
 
 def available_cores() -> int:
@@ -89,7 +90,19 @@ class _Outcome:
         return dict(pickle.loads(entry) for entry in self.memo)
 
 
-def _prepare_in_worker(name: str) -> _Outcome:
+def _start_worker() -> None:
+    """One torch thread per worker, as torch's DataLoader does in its forked workers: the
+    workers are the parallelism, and the parent's OpenMP pool does not survive a fork."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def _prepare_in_worker(names: Sequence[str]) -> list[_Outcome]:
+    return [_prepare_one(name) for name in names]
+
+
+def _prepare_one(name: str) -> _Outcome:
     assert _JOB is not None, "workers are forked from a process with a job"
     group, items = _JOB.open_group(name, None)
     entry = Prepared(group, items).run()
@@ -112,21 +125,41 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
+def _tasks(names: Iterable[str], nbytes: Mapping[str, int]) -> Iterator[list[str]]:
+    """Consecutive names, grouped until each group stores at least :data:`TASK_BYTES`."""
+    task: list[str] = []
+    size = 0
+    for name in names:
+        task.append(name)
+        size += nbytes[name]
+        if size >= TASK_BYTES:
+            yield task
+            task, size = [], 0
+    if task:
+        yield task
+
+
 def prepared(
-    names: Iterable[str], open_group: OpenGroup, release: Callable[[str], None], workers: int
+    names: Iterable[str],
+    nbytes: Mapping[str, int],
+    open_group: OpenGroup,
+    release: Callable[[str], None],
+    workers: int,
 ) -> Iterator[Prepared]:
     """Yield each name's :class:`Prepared`, in order; with ``workers`` > 1 prepared ahead in
-    that many worker processes (``release(name)`` drops a name's pages in a worker)."""
+    that many worker processes (``nbytes``: each name's stored bytes; ``release(name)`` drops
+    a name's pages in a worker)."""
     if workers <= 1 or not CAN_FORK:
         for name in names:
             yield Prepared(*open_group(name, None))
         return
     global _JOB
     _JOB = _Job(open_group, release)
-    pending = iter(names)
-    queue: deque[tuple[str, Future[_Outcome]]] = deque()
+    pending = _tasks(names, nbytes)
+    queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
             while True:
                 while len(queue) < workers * AHEAD_PER_WORKER:
                     coming = next(pending, None)
@@ -135,17 +168,18 @@ def prepared(
                     queue.append((coming, pool.submit(_prepare_in_worker, coming)))
                 if not queue:
                     return
-                name, future = queue.popleft()
+                task, future = queue.popleft()
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except BrokenProcessPool:
                     raise RuntimeError(
-                        f"a worker process died preparing tensor {name!r} (out of memory?); "
+                        f"a worker process died preparing tensor {task[0]!r} (out of memory?); "
                         "run again with --workers 1"
                     ) from None
-                entry = Prepared(*open_group(name, outcome.memo_values()))
-                entry.seconds, entry.errors = outcome.seconds, outcome.errors
-                yield entry
+                for name, outcome in zip(task, outcomes, strict=True):
+                    entry = Prepared(*open_group(name, outcome.memo_values()))
+                    entry.seconds, entry.errors = outcome.seconds, outcome.errors
+                    yield entry
     finally:
         _JOB = None
         for _, future in queue:

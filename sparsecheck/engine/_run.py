@@ -99,11 +99,12 @@ def read_pass(
         for rid, stored in where[name].items():
             readers[rid].release(stored.meta.name)
 
-    total_bytes = sum(s.nbytes for stored in where.values() for s in stored.values())
+    nbytes = {name: sum(s.nbytes for s in where[name].values()) for name in names}
+    total_bytes = sum(nbytes.values())
     if workers is None:
         workers = available_cores() if total_bytes >= PARALLEL_MIN_BYTES else 1
     done_bytes, start = 0, time.perf_counter()
-    for index, entry in enumerate(prepared(names, open_group, release, workers)):
+    for index, entry in enumerate(prepared(names, nbytes, open_group, release, workers)):
         for position, item in enumerate(entry.items):
             if position in entry.errors:
                 item.error = item.error or entry.errors[position]
@@ -118,7 +119,7 @@ def read_pass(
         for position, seconds in enumerate(entry.seconds):
             entry.items[position].seconds += seconds
         release(entry.group.name)
-        done_bytes += sum(stored.nbytes for stored in where[entry.group.name].values())
+        done_bytes += nbytes[entry.group.name]
         hook.sparsecheck_read_progress(  # type: ignore[attr-defined]
             progress=ReadProgress(index + 1, len(names), done_bytes, total_bytes, time.perf_counter() - start)
         )
