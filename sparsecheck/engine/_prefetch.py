@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import time
 from collections import deque
@@ -91,8 +92,10 @@ class _Outcome:
 
 
 def _start_worker() -> None:
-    """One torch thread per worker, as torch's DataLoader does in its forked workers: the
-    workers are the parallelism, and the parent's OpenMP pool does not survive a fork."""
+    """Leave Ctrl-C to the main process (it stops the pass); one torch thread per worker, as
+    torch's DataLoader does in its forked workers: the workers are the parallelism, and the
+    parent's OpenMP pool does not survive a fork."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
@@ -157,30 +160,29 @@ def prepared(
     _JOB = _Job(open_group, release)
     pending = _tasks(names, nbytes)
     queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
     try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
-            while True:
-                while len(queue) < workers * AHEAD_PER_WORKER:
-                    coming = next(pending, None)
-                    if coming is None:
-                        break
-                    queue.append((coming, pool.submit(_prepare_in_worker, coming)))
-                if not queue:
-                    return
-                task, future = queue.popleft()
-                try:
-                    outcomes = future.result()
-                except BrokenProcessPool:
-                    raise RuntimeError(
-                        f"a worker process died preparing tensor {task[0]!r} (out of memory?); "
-                        "run again with --workers 1"
-                    ) from None
-                for name, outcome in zip(task, outcomes, strict=True):
-                    entry = Prepared(*open_group(name, outcome.memo_values()))
-                    entry.seconds, entry.errors = outcome.seconds, outcome.errors
-                    yield entry
+        while True:
+            while len(queue) < workers * AHEAD_PER_WORKER:
+                coming = next(pending, None)
+                if coming is None:
+                    break
+                queue.append((coming, pool.submit(_prepare_in_worker, coming)))
+            if not queue:
+                return
+            task, future = queue.popleft()
+            try:
+                outcomes = future.result()
+            except BrokenProcessPool:
+                raise RuntimeError(
+                    f"a worker process died preparing tensor {task[0]!r} (out of memory?); "
+                    "run again with --workers 1"
+                ) from None
+            for name, outcome in zip(task, outcomes, strict=True):
+                entry = Prepared(*open_group(name, outcome.memo_values()))
+                entry.seconds, entry.errors = outcome.seconds, outcome.errors
+                yield entry
     finally:
         _JOB = None
-        for _, future in queue:
-            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish, queued ones go
