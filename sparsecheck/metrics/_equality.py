@@ -26,7 +26,7 @@ CHUNK = 1 << 16
 #: quantiles are approximate anyway, and a full count would be the costliest pass.
 HIST_SAMPLES = 1 << 8
 #: A chunk where at most 1/SPARSE of the entries' bits differ has only those entries widened.
-SPARSE = 16
+SPARSE = 32
 #: |Δ| histogram: the float32 exponent and two mantissa bits (bins at most 25% wide).
 HIST_SHIFT = 21
 HIST_BINS = 1 << (31 - HIST_SHIFT)
@@ -154,9 +154,10 @@ def compare_arrays(
 ) -> PairComparison:
     """Compare stored arrays ``a`` (base) and ``b`` (tuned) entry by entry, chunk by chunk.
 
-    Stored bits are compared first.  A chunk where few entries' bits differ has only those
-    widened; a chunk where more than 1/SPARSE do is widened whole, into buffers that stay in the
-    CPU cache (measured faster from about that share on).
+    A chunk where at most 1/SPARSE of the entries' stored bits differ has only those entries
+    widened; one where more differ is widened whole, into buffers that stay in the CPU cache
+    (measured faster from about that share on), and after such a chunk the next goes straight
+    to the whole-chunk path, skipping the comparison of bits unless a NaN turns up.
     """
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
     packed = np.empty((flat_a.size + 7) // 8, dtype=np.uint8)
@@ -198,71 +199,87 @@ class _Counts:
         self.delta = np.empty(CHUNK, dtype=self.wide)
         self.differ = np.empty(CHUNK, dtype=np.bool_)
         self.near = np.empty(CHUNK, dtype=np.bool_)
+        #: Whether the last chunk had many moved entries: the next goes straight to the whole-
+        #: chunk path, without comparing bits first.
+        self.dense = False
 
     def add(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         """Count one chunk of flat stored arrays; ``out`` gets True where changed."""
-        if not self.same_dtype:
-            self._judge(a, b, None, out)
-            return
-        np.not_equal(bits(a), bits(b), out=out)
-        candidates = int(np.count_nonzero(out))
-        if candidates == 0:
-            return
-        if candidates > a.size // SPARSE:
-            self._judge(a, b, out, out)
-            return
-        where = np.flatnonzero(out)
-        hit = self._judge(a[where], b[where], None, np.empty(where.size, dtype=np.bool_))
-        out[where[~hit]] = False
+        if self.same_dtype and not self.dense:
+            np.not_equal(bits(a), bits(b), out=out)
+            candidates = int(np.count_nonzero(out))
+            if candidates == 0:
+                return
+            if candidates <= a.size // SPARSE:
+                where = np.flatnonzero(out)
+                hit = np.empty(where.size, dtype=np.bool_)
+                self._judge(a[where], b[where], hit, bits_all_differ=True)
+                out[where[~hit]] = False
+                return
+        self.dense = self._judge(a, b, out, bits_all_differ=False) > a.size // SPARSE
 
-    def _judge(
-        self, a: np.ndarray, b: np.ndarray, bits_differ: np.ndarray | None, hit: np.ndarray
-    ) -> np.ndarray:
-        """Count aligned stored entries ``a`` and ``b`` (a chunk, or the entries whose bits
-        differ, when ``bits_differ`` is None); ``hit`` gets True where changed."""
+    def _judge(self, a: np.ndarray, b: np.ndarray, hit: np.ndarray, bits_all_differ: bool) -> int:
+        """Count aligned stored entries ``a`` and ``b`` (a chunk, or only entries whose bits
+        differ); ``hit`` gets True where changed.  Returns the entries that moved."""
         n = a.size
         values_a = widen(a, self.a_dtype, self.wide, self.values[0])
         values_b = widen(b, self.b_dtype, self.wide, self.values[1])
-        delta, differ, near = self.delta[:n], self.differ[:n], self.near[:n]
+        delta = self.delta[:n]
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, which differs
             np.subtract(values_a, values_b, out=delta)
         np.abs(delta, out=delta)
-        # Entries that differ as numbers: +0 and -0 do not (x - y == 0 only when x == y); a NaN
-        # does, unless both sides store the same bits; integers whose bits differ always do.
-        if not self.same_dtype:
-            np.not_equal(values_a, values_b, out=differ)
-        elif self.integer:
-            differ[...] = True if bits_differ is None else bits_differ
+        largest = float(delta.max())
+        # Entries that differ as numbers are those with |Δ| != 0 (x - y == 0 only when x == y:
+        # +0 and -0 do not differ), unless a NaN is about (it differs, unless both sides store
+        # the same bits) or the entries are integers (distinct ones may round to one float64).
+        nan_free = largest == largest and not self.integer
+        if nan_free:
+            differ = np.not_equal(delta, 0, out=self.differ[:n])
         else:
-            np.not_equal(delta, 0, out=differ)
-            if bits_differ is not None:
-                differ &= bits_differ
+            differ = self._differ(a, b, bits_all_differ)
         moved = int(np.count_nonzero(differ))
-        if self.policy.name == "exact" or moved == 0:
-            hit[...] = differ
-            changed = moved
-        else:  # changed: differ and not |Δ| <= bound (so a NaN |Δ| is changed)
+        if moved == 0:
+            hit[...] = False
+            return 0
+        if self.policy.name == "exact":
+            np.copyto(hit, differ)
+        else:
             bound: float | np.ndarray = self.policy.tol
             if self.policy.name == "rtol":
                 bound = self.policy.tol * np.maximum(np.abs(values_a), np.abs(values_b))
-            np.less_equal(delta, bound, out=near)
-            np.logical_not(near, out=near)
-            np.logical_and(differ, near, out=hit)
-            changed = int(np.count_nonzero(hit))
-        self.changed += changed
+            if nan_free:
+                np.greater(delta, bound, out=hit)
+            else:  # changed: differ and not |Δ| <= bound (so a NaN |Δ| is changed)
+                near = self.near[:n]
+                np.less_equal(delta, bound, out=near)
+                np.logical_not(near, out=near)
+                np.logical_and(differ, near, out=hit)
+        self.changed += int(np.count_nonzero(hit))
         self.moved += moved
-        if moved:
-            self._spread(delta, differ, moved)
+        self._spread(delta, largest, moved, differ)
         if self.bf16_check:
             bf16_a, bf16_b = round_to_bfloat16_bits(values_a), round_to_bfloat16_bits(values_b)
             # Compared as numbers: +0 and -0 (also tiny values rounded to zero) are equal.
             both_zero = ((bf16_a | bf16_b) & 0x7FFF) == 0
             self.changed_if_bf16 += int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
-        return hit
+        return moved
 
-    def _spread(self, delta: np.ndarray, differ: np.ndarray, moved: int) -> None:
-        """Add the largest finite |Δ| and the histogram of the moved entries' |Δ|."""
-        largest = float(delta.max())
+    def _differ(self, a: np.ndarray, b: np.ndarray, bits_all_differ: bool) -> np.ndarray:
+        """Where entries differ as numbers, by the rule with bits (for NaNs and integers)."""
+        n = a.size
+        differ, delta = self.differ[:n], self.delta[:n]
+        if not self.same_dtype:
+            np.not_equal(self.values[0][:n], self.values[1][:n], out=differ)
+        elif self.integer:
+            np.not_equal(bits(a), bits(b), out=differ)
+        else:
+            np.not_equal(delta, 0, out=differ)
+            if not bits_all_differ:
+                differ &= bits(a) != bits(b)
+        return differ
+
+    def _spread(self, delta: np.ndarray, largest: float, moved: int, differ: np.ndarray) -> None:
+        """Add the largest finite |Δ| and the histogram of the moved entries' |Δ| (``differ``)."""
         if not np.isfinite(largest):
             largest = float(delta[np.isfinite(delta)].max(initial=0.0))
         self.max_abs_delta = max(self.max_abs_delta, largest)

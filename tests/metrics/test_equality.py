@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sparsecheck._dtypes import from_torch_dtype
+from sparsecheck.metrics import _equality as equality
 from sparsecheck.metrics._equality import CHUNK, EqualityPolicy, compare_arrays, delta_quantile
 
 
@@ -56,6 +57,60 @@ def test_policies_match_reference(dtype: torch.dtype, policy: str, tol: float) -
     assert np.array_equal(got.mask, want.numpy())
     assert got.changed == int(want.sum())
     assert got.moved == int(reference(base, tuned, "exact", 0).sum())
+
+
+_QUIET_NAN = {
+    torch.bfloat16: (torch.int16, 0x7FC0),
+    torch.float16: (torch.int16, 0x7E00),
+    torch.float32: (torch.int32, 0x7FC00000),
+    torch.float64: (torch.int64, 0x7FF8000000000000),
+}
+
+
+def nan_bits(dtype: torch.dtype, payload: int) -> torch.Tensor:
+    """A NaN of ``dtype`` whose stored bits carry ``payload``."""
+    ints, quiet = _QUIET_NAN[dtype]
+    return torch.tensor([quiet | payload], dtype=ints).view(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize(("policy", "tol"), [("exact", 0.0), ("atol", 1e-5), ("rtol", 1e-3)])
+def test_policies_match_reference_across_sparse_and_dense_chunks(
+    dtype: torch.dtype, policy: str, tol: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks without changes, with few (entries widened alone), with many (whole chunk, then the
+    # next chunk skips the bits comparison), and NaN, inf and ±0 pairs in chunks of every kind.
+    monkeypatch.setattr(equality, "CHUNK", 256)
+    g = torch.Generator().manual_seed(3)
+    densities = [0.0, 0.01, 0.6, 1.0, 0.02, 0.0, 0.9, 0.03, 0.5, 0.0, 1.0, 0.01]
+    n = 256 * len(densities)
+    base = (torch.randn(n, generator=g) * 10 ** torch.randint(-4, 1, (n,), generator=g)).to(dtype)
+    step = torch.randn(n, generator=g) * 10 ** torch.randint(-7, -1, (n,), generator=g)
+    moved = torch.cat([torch.rand(256, generator=g) < d for d in densities])
+    tuned = torch.where(moved, (base.double() + step.double()).to(dtype), base)
+    for chunk in (1, 3, 4, 5, 7, 10):
+        at = chunk * 256 + int(torch.randint(0, 240, (1,), generator=g))
+        base[at : at + 6] = torch.cat(
+            [
+                nan_bits(dtype, 1),
+                nan_bits(dtype, 1),
+                torch.tensor([float("inf"), 0.0, -0.0, 1.0], dtype=dtype),
+            ]
+        )
+        tuned[at : at + 6] = torch.cat(
+            [
+                nan_bits(dtype, 1),
+                nan_bits(dtype, 2),
+                torch.tensor([float("inf"), -0.0, 0.0, -float("inf")], dtype=dtype),
+            ]
+        )
+    got = run(base, tuned, policy, tol)
+    want = reference(base, tuned, policy, tol)
+    assert np.array_equal(got.mask, want.numpy())
+    assert got.changed == int(want.sum())
+    assert got.moved == int(reference(base, tuned, "exact", 0).sum())
+    deltas = (base.double() - tuned.double()).abs()
+    assert got.max_abs_delta == pytest.approx(float(deltas[deltas.isfinite()].max()), rel=1e-6)
 
 
 def test_exact_and_atol_disagree_on_tiny_weights() -> None:
