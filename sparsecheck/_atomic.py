@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from sparsecheck.errors import UsageError
 
@@ -28,18 +29,19 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace the content of ``path`` with ``data`` atomically (the folder must exist)."""
-    write_chunks_atomic(path, [data])
+    with atomic_file(path) as file:
+        file.write(data)
 
 
-def write_chunks_atomic(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> None:
-    """Replace the content of ``path`` with the concatenated ``chunks`` atomically (the folder
-    must exist); the chunks are written as they come, so they need not all be in memory."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` atomically when the block ends without an
+    exception (the folder must exist); with an exception, ``path`` is left as it was."""
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:
-            for chunk in chunks:
-                tmp.write(chunk)
+            yield tmp
             tmp.flush()
             os.fsync(tmp.fileno())
         os.chmod(tmp_name, _FILE_MODE)

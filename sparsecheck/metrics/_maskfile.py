@@ -16,18 +16,19 @@ checkpoints pairs mask files too.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import json
 import os
+import shutil
 import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from sparsecheck._atomic import write_chunks_atomic
+from sparsecheck._atomic import atomic_file
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 from sparsecheck.checkpoints._safetensors import SafetensorsFile
@@ -124,12 +125,11 @@ class MaskWriter:
             header[name] = {"dtype": "U8", "shape": [end - start], "data_offsets": [start, end]}
         encoded = json.dumps(header, separators=(",", ":")).encode()
         encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as safetensors writes it
-        self._spool.seek(0)
-        chunks = iter(lambda: self._spool.read(_COPY_BYTES), b"")
         try:
-            write_chunks_atomic(
-                self.path, itertools.chain([struct.pack("<Q", len(encoded)), encoded], chunks)
-            )
+            with atomic_file(self.path) as file:
+                file.write(struct.pack("<Q", len(encoded)) + encoded)
+                file.flush()
+                _copy(self._spool, file, self._spool.tell())
         finally:
             self._discard()
 
@@ -145,6 +145,21 @@ class MaskWriter:
             self.close()
         else:
             self._discard()
+
+
+def _copy(source: BinaryIO, target: BinaryIO, size: int) -> None:
+    """Append the first ``size`` bytes of ``source`` to ``target``, in the kernel where it can."""
+    copied = 0
+    if hasattr(os, "copy_file_range"):
+        with contextlib.suppress(OSError):  # e.g. across file systems on older kernels
+            while copied < size:
+                step = os.copy_file_range(source.fileno(), target.fileno(), size - copied, copied)
+                if step == 0:
+                    break
+                copied += step
+    source.seek(copied)
+    target.seek(0, os.SEEK_END)
+    shutil.copyfileobj(source, target, _COPY_BYTES)
 
 
 class MaskFile(CheckpointReader):
