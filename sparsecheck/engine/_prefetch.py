@@ -11,7 +11,6 @@ time waiting for the GIL (measured: no speedup on two cores).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import signal
@@ -19,14 +18,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sparsecheck.metrics._api import TensorGroup
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from sparsecheck.engine._plan import PlannedCheck
 
 #: ``open_group(name, memo)``: the name's group (starting from ``memo``) and the checks wanting it.
@@ -156,6 +155,10 @@ def prepared(
         for name in names:
             yield Prepared(*open_group(name, None))
         return
+    import multiprocessing  # here: a pass in one process never pays for importing these
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     global _JOB
     _JOB = _Job(open_group, release)
     pending = _tasks(names, nbytes)
