@@ -142,55 +142,15 @@ def measure(command: list[str]) -> tuple[float, float, str]:
 
 
 def commands(base: Path, tuned: Path, work: Path) -> dict[str, list[str]]:
-    python = sys.executable
+    sparsecheck = [sys.executable, "-m", "sparsecheck"]
+    diff = [*sparsecheck, "diff", str(base), str(tuned), "--per", "tensor", "--no-cache", "-q"]
+    diff += ["--metrics", "update_sparsity,layernorm_sparsity"]
     return {
-        "sparsecheck": [
-            python,
-            "-m",
-            "sparsecheck",
-            "diff",
-            str(base),
-            str(tuned),
-            "--per",
-            "tensor",
-            "--metrics",
-            "update_sparsity,layernorm_sparsity",
-            "--mask-out",
-            str(work / "mask.safetensors"),
-            "--json",
-            str(work / "report.json"),
-            "--no-cache",
-            "-q",
-        ],
-        "sparsecheck w1": [
-            python,
-            "-m",
-            "sparsecheck",
-            "diff",
-            str(base),
-            str(tuned),
-            "--per",
-            "tensor",
-            "--metrics",
-            "update_sparsity,layernorm_sparsity",
-            "--mask-out",
-            str(work / "mask1.safetensors"),
-            "--no-cache",
-            "-q",
-            "--workers",
-            "1",
-        ],
-        "sparsecheck+5": [
-            python,
-            "-m",
-            "sparsecheck",
-            "run",
-            str(work / "five.sparsecheck.yaml"),
-            "--no-cache",
-            "-q",
-        ],
-        "naive": [python, "-c", NAIVE, str(base), str(tuned)],
-        "floor": [python, "-c", FLOOR, str(base), str(tuned)],
+        "sparsecheck": [*diff, "--mask-out", str(work / "mask.safetensors"), "--json", str(work / "r.json")],
+        "sparsecheck w1": [*diff, "--mask-out", str(work / "mask1.safetensors"), "--workers", "1"],
+        "sparsecheck+5": [*sparsecheck, "run", str(work / "five.sparsecheck.yaml"), "--no-cache", "-q"],
+        "naive": [sys.executable, "-c", NAIVE, str(base), str(tuned)],
+        "floor": [sys.executable, "-c", FLOOR, str(base), str(tuned)],
     }
 
 
@@ -220,7 +180,7 @@ def bench(base: Path, tuned: Path, rounds: int) -> dict[str, dict[str, float]]:
                 seconds, peak, _ = measure(cmds[name])
                 times[name].append(seconds)
                 rss[name].append(peak)
-        report = json.loads((Path(tmp) / "report.json").read_text())
+        report = json.loads((Path(tmp) / "r.json").read_text())
     value = report["checks"][0]["value"]
     return {
         name: {"median_s": statistics.median(times[name]), "peak_rss_mb": max(rss[name]), "sparsity": value}
