@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,34 @@ def test_an_unopenable_side_is_named(
     result = run_cli(capsys, "diff", *pair)
     assert result.code == ExitCode.USAGE_ERROR
     assert f"    {side}: {missing}: no such file or folder" in result.out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_diff_with_mask_export_imports_no_torch_transformers_or_matplotlib(
+    runs: Runs, tmp_path: Path, workers: str
+) -> None:
+    script = (
+        "import sys\n"
+        "from sparsecheck.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'trl') if m in sys.modules]\n"
+        "print('EXIT', code, 'HEAVY', heavy)\n"
+    )
+    args = [
+        "diff",
+        runs.base,
+        runs.tuned["rl_a"],
+        "--per",
+        "tensor",
+        "--metrics",
+        "update_sparsity,layernorm_sparsity",
+    ]
+    args += ["--mask-out", tmp_path / "m.safetensors", "--json", tmp_path / "r.json", "--workers", workers]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "EXIT 0 HEAVY []", done.stdout + done.stderr
