@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,11 @@ def prepared(
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
     try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns when a process with threads (torch's, say) forks; the workers
+            # run numpy and one torch thread (see _start_worker), and the pool forks them now.
+            warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
+            pool.submit(int).result()
         while True:
             while len(queue) < workers * AHEAD_PER_WORKER:
                 coming = next(pending, None)
