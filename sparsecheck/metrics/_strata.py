@@ -46,12 +46,13 @@ def stratum_ids(values: np.ndarray, dtype: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Strata:
-    """One tensor's entry counts per non-empty magnitude stratum."""
+    """One tensor's entry counts per non-empty magnitude stratum, and |m1∧m2| in all."""
 
     ids: np.ndarray
     changed_a: np.ndarray
     changed_b: np.ndarray
     total: np.ndarray
+    both: int
 
 
 def stratum_counts(base: np.ndarray, dtype: str, mask_a: np.ndarray, mask_b: np.ndarray) -> Strata:
@@ -92,4 +93,4 @@ def stratum_counts(base: np.ndarray, dtype: str, mask_a: np.ndarray, mask_b: np.
     kept = np.flatnonzero(total)
     changed_a = by_stratum[:, 2] + by_stratum[:, 3]
     changed_b = by_stratum[:, 1] + by_stratum[:, 3]
-    return Strata(kept, changed_a[kept], changed_b[kept], total[kept])
+    return Strata(kept, changed_a[kept], changed_b[kept], total[kept], int(by_stratum[:, 3].sum()))

@@ -51,9 +51,9 @@ class TensorOverlap:
     strata: Strata | None = None
 
     @classmethod
-    def of_masks(cls, mask_a: np.ndarray, mask_b: np.ndarray, strata: Strata | None) -> TensorOverlap:
-        both = int(np.count_nonzero(mask_a & mask_b))
-        return cls(mask_a.size, int(np.count_nonzero(mask_a)), int(np.count_nonzero(mask_b)), both, strata)
+    def of_strata(cls, strata: Strata) -> TensorOverlap:
+        total, a, b = (int(counts.sum()) for counts in (strata.total, strata.changed_a, strata.changed_b))
+        return cls(total, a, b, strata.both, strata)
 
 
 def _ratio(top: float, bottom: float) -> float:
@@ -200,7 +200,7 @@ def _from_runs(metric: str, args: Mapping[str, Any]) -> bool:
 def _overlap(group: TensorGroup, base: str, mask_a: np.ndarray, mask_b: np.ndarray) -> TensorOverlap:
     """The counts of two masks of ``group``'s tensor, with the strata of its ``base`` weights."""
     strata = stratum_counts(group.array(base), group.meta(base).dtype, mask_a, mask_b)
-    return TensorOverlap.of_masks(mask_a, mask_b, strata)
+    return TensorOverlap.of_strata(strata)
 
 
 class MaskOverlapReducer(Reducer):

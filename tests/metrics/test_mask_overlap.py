@@ -156,6 +156,7 @@ def test_stratum_counts_agree_with_counting_each_entry(
     assert np.array_equal(got.total, [np.count_nonzero(ids == k) for k in kept])
     assert np.array_equal(got.changed_a, [np.count_nonzero((ids == k) & mask_a) for k in kept])
     assert np.array_equal(got.changed_b, [np.count_nonzero((ids == k) & mask_b) for k in kept])
+    assert got.both == np.count_nonzero(mask_a & mask_b)
 
 
 # --- planted runs ----------------------------------------------------------------------------
