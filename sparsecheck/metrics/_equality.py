@@ -236,7 +236,7 @@ class _Counts:
         if nan_free:
             differ = np.not_equal(delta, 0, out=self.differ[:n])
         else:
-            differ = self._differ(a, b, bits_all_differ)
+            differ = self._differ(a, b, values_a, values_b, bits_all_differ)
         moved = int(np.count_nonzero(differ))
         if moved == 0:
             hit[...] = False
@@ -264,12 +264,14 @@ class _Counts:
             self.changed_if_bf16 += int(np.count_nonzero((bf16_a != bf16_b) & ~both_zero))
         return moved
 
-    def _differ(self, a: np.ndarray, b: np.ndarray, bits_all_differ: bool) -> np.ndarray:
+    def _differ(
+        self, a: np.ndarray, b: np.ndarray, values_a: np.ndarray, values_b: np.ndarray, bits_all_differ: bool
+    ) -> np.ndarray:
         """Where entries differ as numbers, by the rule with bits (for NaNs and integers)."""
         n = a.size
         differ, delta = self.differ[:n], self.delta[:n]
         if not self.same_dtype:
-            np.not_equal(self.values[0][:n], self.values[1][:n], out=differ)
+            np.not_equal(values_a, values_b, out=differ)
         elif self.integer:
             np.not_equal(bits(a), bits(b), out=differ)
         else:

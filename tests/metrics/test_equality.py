@@ -145,6 +145,27 @@ def test_mixed_dtypes_compare_in_float32() -> None:
     assert got.dtypes == ("float32", "bfloat16")
 
 
+@pytest.mark.parametrize(("policy", "tol"), [("exact", 0.0), ("atol", 1e-5), ("rtol", 1e-3)])
+def test_mixed_dtypes_with_nan_inf_and_zeros_match_reference(
+    policy: str, tol: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(equality, "CHUNK", 128)
+    g = torch.Generator().manual_seed(4)
+    base = torch.randn(1000, generator=g) * 10 ** torch.randint(-6, 1, (1000,), generator=g)
+    tuned = base.to(torch.bfloat16)
+    tuned[::3] = base[::3].to(torch.bfloat16)  # a float32 value that bf16 holds exactly stays equal
+    base[::3] = tuned[::3].float()
+    for at in (5, 300, 700):  # in a chunk after dense ones, too
+        base[at : at + 5] = torch.tensor([float("nan"), float("nan"), float("inf"), 0.0, 1.0])
+        tuned[at : at + 5] = torch.tensor(
+            [float("nan"), 1.0, float("inf"), -0.0, float("-inf")], dtype=torch.bfloat16
+        )
+    got = run(base, tuned, policy, tol)
+    want = reference(base, tuned, policy, tol)
+    assert np.array_equal(got.mask, want.numpy())
+    assert got.moved == int(reference(base, tuned, "exact", 0).sum())
+
+
 def test_chunk_boundaries_and_sparsity_if_bf16() -> None:
     g = torch.Generator().manual_seed(2)
     n = 2 * CHUNK + 12345
