@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, hookimpl
+from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, UsageError, hookimpl
 from sparsecheck.engine._prefetch import CAN_FORK
 from sparsecheck.testing import plant_changes, run_spec, tiny_llama_state_dict, write_checkpoint
 
@@ -93,6 +93,8 @@ class Recorder(Reducer):
     def prepare(self, group: TensorGroup) -> None:
         if self.mode == "raise":
             raise ValueError(f"cannot prepare {group.name}")
+        if self.mode == "usage":
+            raise UsageError(f"recorder: {group.name} is not what this check wants")
         self._measure(group)
 
     def update(self, group: TensorGroup) -> None:
@@ -163,6 +165,14 @@ def test_an_error_in_prepare_is_the_checks_error(folder: Path) -> None:
     spec = folder / "recorder.sparsecheck.yaml"
     session = run_spec(spec, plugins=[RecorderPlugin()], options={"no_cache": True, "workers": 2})
     assert "cannot prepare" in session.outcomes[0].message
+
+
+def test_a_usage_error_in_prepare_stays_a_usage_error(folder: Path) -> None:
+    spec = folder / "recorder.sparsecheck.yaml"
+    record(folder, "usage", 2)
+    (outcome,) = run_spec(spec, plugins=[RecorderPlugin()], options={"no_cache": True, "workers": 2}).outcomes
+    assert outcome.status.value == "ERROR" and outcome.error_kind == "usage"
+    assert "is not what this check wants" in outcome.message
 
 
 def test_a_small_pass_stays_in_one_process_by_default(folder: Path) -> None:
