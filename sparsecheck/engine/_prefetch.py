@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sparsecheck.errors import SparsecheckError
 from sparsecheck.metrics._api import TensorGroup
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def prepared(
             try:
                 outcomes = future.result()
             except BrokenProcessPool:
-                raise RuntimeError(
+                raise SparsecheckError(
                     f"a worker process died preparing tensor {task[0]!r} (out of memory?); "
                     "run again with --workers 1"
                 ) from None

@@ -15,6 +15,7 @@ from safetensors import safe_open
 
 from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, UsageError, hookimpl
 from sparsecheck.engine._prefetch import CAN_FORK
+from sparsecheck.errors import SparsecheckError
 from sparsecheck.testing import plant_changes, run_spec, tiny_llama_state_dict, write_checkpoint
 
 pytestmark = pytest.mark.skipif(not CAN_FORK, reason="worker processes need fork (Linux)")
@@ -93,6 +94,8 @@ class Recorder(Reducer):
     def prepare(self, group: TensorGroup) -> None:
         if self.mode == "raise":
             raise ValueError(f"cannot prepare {group.name}")
+        if self.mode == "die":
+            os._exit(1)  # as the kernel's out-of-memory killer would end a worker
         if self.mode == "usage":
             raise UsageError(f"recorder: {group.name} is not what this check wants")
         self._measure(group)
@@ -173,6 +176,11 @@ def test_a_usage_error_in_prepare_stays_a_usage_error(folder: Path) -> None:
     (outcome,) = run_spec(spec, plugins=[RecorderPlugin()], options={"no_cache": True, "workers": 2}).outcomes
     assert outcome.status.value == "ERROR" and outcome.error_kind == "usage"
     assert "is not what this check wants" in outcome.message
+
+
+def test_a_worker_that_dies_stops_the_run_with_one_clear_error(folder: Path) -> None:
+    with pytest.raises(SparsecheckError, match=r"a worker process died preparing tensor .*--workers 1"):
+        record(folder, "die", 2)
 
 
 def test_a_small_pass_stays_in_one_process_by_default(folder: Path) -> None:
