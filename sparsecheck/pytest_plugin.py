@@ -9,6 +9,7 @@ selected checks reference (``{check: ID}``) are computed too, even when deselect
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,15 +44,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="sparsecheck_plugins",
         help="load sparsecheck plugin NAME (no:NAME disables one)",
     )
+    parser.getgroup("sparsecheck").addoption(
+        "--sparsecheck-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        dest="sparsecheck_workers",
+        help="worker processes for sparsecheck's read pass (default: one per core for large passes; "
+        "1 under pytest-xdist)",
+    )
 
 
 def _config(pytest_config: pytest.Config) -> Config:
     if _CONFIG_KEY not in pytest_config.stash:
         pm = get_plugin_manager(pytest_config.getoption("sparsecheck_plugins") or ())
-        config = Config(pm, {"verbosity": -1}, invocation_dir=Path(str(pytest_config.invocation_params.dir)))
+        options = {"verbosity": -1, "workers": workers_option(pytest_config)}
+        config = Config(pm, options, invocation_dir=Path(str(pytest_config.invocation_params.dir)))
         configure(config)
         pytest_config.stash[_CONFIG_KEY] = config
     return pytest_config.stash[_CONFIG_KEY]
+
+
+def workers_option(pytest_config: pytest.Config) -> int | None:
+    """``--sparsecheck-workers``; without it, one process under pytest-xdist (whose own workers
+    already use the cores), else sparsecheck's default."""
+    given: int | None = pytest_config.getoption("sparsecheck_workers")
+    if given is not None:
+        if given < 1:
+            raise pytest.UsageError(f"--sparsecheck-workers must be at least 1, got {given}")
+        return given
+    return 1 if "PYTEST_XDIST_WORKER" in os.environ else None
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFileNode | None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from sparsecheck._manager import DISABLE_AUTOLOAD_ENV
+from sparsecheck.engine._prefetch import CAN_FORK
+from sparsecheck.pytest_plugin import workers_option
 from sparsecheck.testing import PlantedPair, planted_pair
 
 pytest_plugins = ["pytester"]
@@ -164,3 +166,78 @@ def test_a_spec_folders_local_plugin_is_loaded(pytester: pytest.Pytester, spec: 
     result = _run(pytester, "suite")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["FAIL: value 42 is not < 42*"])
+
+
+WHERE_PLUGIN = """\
+import os
+from sparsecheck import Metric, MetricResult, Param, Reducer, hookimpl
+
+MAIN = os.getpid()
+
+
+class _Where(Reducer):
+    def __init__(self, tuned):
+        self.tuned, self.pids = tuned, set()
+
+    def _pid(self, group):
+        return group.memo(("where", self.tuned), os.getpid)
+
+    def prepare(self, group):
+        self._pid(group)
+
+    def update(self, group):
+        self.pids.add(self._pid(group))
+
+    def finish(self, skipped):
+        return MetricResult("where", "in_workers", {"in_workers": len(self.pids - {MAIN})}, "pids")
+
+
+class Where(Metric):
+    name = "where"
+    summary = "how many worker processes prepared tensors"
+    params = (Param("tuned", "checkpoint", "read"),)
+    value_field = "in_workers"
+
+    def reducer(self, args):
+        return _Where(args["tuned"])
+
+
+@hookimpl
+def sparsecheck_add_metrics():
+    return [Where()]
+"""
+
+
+@pytest.mark.skipif(not CAN_FORK, reason="worker processes need fork (Linux)")
+@pytest.mark.parametrize(
+    ("option", "passes"), [("--sparsecheck-workers=2", True), ("--sparsecheck-workers=1", False)]
+)
+def test_sparsecheck_workers_option_reaches_the_read_pass(
+    pytester: pytest.Pytester,
+    pairs: dict[str, PlantedPair],
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    passes: bool,
+) -> None:
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    suite = pytester.mkdir("suite")
+    (suite / "sparsecheck_plugin.py").write_text(WHERE_PLUGIN)
+    (suite / "w.sparsecheck.yaml").write_text(
+        f"version: 1\ncheckpoints: {{tuned: '{pairs['rl_a'].tuned}'}}\n"
+        "checks:\n  - {id: where, metric: where, args: {tuned: tuned}, expect: {ge: 1}}\n"
+    )
+    result = _run(pytester, option, str(suite))
+    result.assert_outcomes(passed=1 if passes else 0, failed=0 if passes else 1)
+
+
+def test_workers_default_to_one_under_xdist_and_must_be_positive(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = pytester.parseconfig("-p", "sparsecheck")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    assert workers_option(config) is None
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert workers_option(config) == 1
+    assert workers_option(pytester.parseconfig("-p", "sparsecheck", "--sparsecheck-workers", "3")) == 3
+    with pytest.raises(pytest.UsageError, match="at least 1, got 0"):
+        workers_option(pytester.parseconfig("-p", "sparsecheck", "--sparsecheck-workers", "0"))
