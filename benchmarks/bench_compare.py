@@ -12,8 +12,9 @@ changed -- and times three whole processes, alternating, over several rounds:
    ``(a.float() - b.float()).abs() > tol``;
 3. floor: memory-map both files and count ``a != b`` over uint16 views with numpy.
 
-It prints the medians, the ratios sparsecheck/floor and naive/sparsecheck and each peak RSS,
-then the same at double the model size (48 layers).  Usage::
+It prints the medians, the ratios sparsecheck/floor and naive/sparsecheck, each peak RSS (of the
+largest process) and, from one more untimed run, the peak total PSS of the process and its
+workers; then the same at double the model size (48 layers).  Usage::
 
     python benchmarks/bench_compare.py [--rounds 5] [--sizes 1,2] [--data DIR]
 """
@@ -21,6 +22,7 @@ then the same at double the model size (48 layers).  Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -141,6 +143,32 @@ def measure(command: list[str]) -> tuple[float, float, str]:
     return seconds, usage.ru_maxrss / 1024, out
 
 
+def peak_pss(command: list[str]) -> float:
+    """The largest total PSS in MB of a process and its children (sparsecheck's workers), sampled
+    from /proc every 10 ms in an untimed run; PSS splits shared pages among the processes."""
+
+    def tree(pid: int) -> list[int]:
+        pids = [pid]
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            pids += [p for child in children for p in tree(int(child))]
+        return pids
+
+    def pss(pid: int) -> float:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):  # a process ended while being read
+            peak = max(peak, sum(pss(pid) for pid in tree(proc.pid)))
+        time.sleep(0.01)
+    return peak
+
+
 def commands(base: Path, tuned: Path, work: Path) -> dict[str, list[str]]:
     sparsecheck = [sys.executable, "-m", "sparsecheck"]
     diff = [*sparsecheck, "diff", str(base), str(tuned), "--per", "tensor", "--no-cache", "-q"]
@@ -181,9 +209,16 @@ def bench(base: Path, tuned: Path, rounds: int) -> dict[str, dict[str, float]]:
                 times[name].append(seconds)
                 rss[name].append(peak)
         report = json.loads((Path(tmp) / "r.json").read_text())
+        on_linux = Path("/proc/self/smaps_rollup").exists()
+        pss = {name: peak_pss(cmds[name]) for name in cmds} if on_linux else {}
     value = report["checks"][0]["value"]
     return {
-        name: {"median_s": statistics.median(times[name]), "peak_rss_mb": max(rss[name]), "sparsity": value}
+        name: {
+            "median_s": statistics.median(times[name]),
+            "peak_rss_mb": max(rss[name]),
+            "peak_pss_mb": pss.get(name, float("nan")),
+            "sparsity": value,
+        }
         for name in cmds
     }
 
@@ -214,7 +249,10 @@ def main() -> None:
         layers = LAYERS * size
         print(f"\n{layers} layers, {params / 1e6:.0f}M parameters, bf16, median of {args.rounds} rounds")
         for name, row in result.items():
-            print(f"  {name:<15} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB")
+            print(
+                f"  {name:<15} {row['median_s']:7.2f} s   peak RSS {row['peak_rss_mb']:7.0f} MB"
+                f"   all processes' PSS {row['peak_pss_mb']:6.0f} MB"
+            )
         print(f"  sparsecheck / floor      {sc['median_s'] / floor['median_s']:.2f}x   (target <= 1.5x)")
         print(f"  naive / sparsecheck      {naive['median_s'] / sc['median_s']:.1f}x   (target >= 20x)")
         more = result["sparsecheck+5"]["median_s"] / sc["median_s"] - 1
