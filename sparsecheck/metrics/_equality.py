@@ -101,52 +101,30 @@ def compare(group: TensorGroup, base: str, tuned: str, policy: EqualityPolicy) -
     )
 
 
-@dataclass
-class CandidateChunk:
-    """The entries of one chunk of a tensor pair that may differ, with their values widened."""
-
-    #: The chunk's place in the flattened tensor.
-    span: slice
-    #: The candidates' positions in the chunk: entries whose stored bits differ (every entry,
-    #: ``slice(None)``, when the two sides are stored in different dtypes).
-    where: np.ndarray | slice
-    #: The candidates' values in the compute dtype (float64 for integer tensors).
-    a: np.ndarray
-    b: np.ndarray
-    #: |a - b|, and where the values differ as numbers (+0 and -0 do not; NaN always does).
-    delta: np.ndarray
-    differ: np.ndarray
+def chunk_spans(size: int) -> list[slice]:
+    return [slice(start, start + CHUNK) for start in range(0, size, CHUNK)]
 
 
-def chunk_candidates(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str, span: slice) -> CandidateChunk:
-    """The candidates of ``span`` of flat stored arrays ``a`` (base) and ``b`` (tuned).
+def moved_deltas(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str) -> Iterator[np.ndarray]:
+    """|Δ| of the entries that differ as numbers (NaN for a NaN), in the compute dtype, a chunk
+    of :data:`CHUNK` entries of stored arrays ``a`` (base) and ``b`` (tuned) at a time.
 
     Bits are compared first; only the entries whose bits differ are widened.
     """
     same_dtype = a_dtype == b_dtype
     is_float = a_dtype in FLOATS or b_dtype in FLOATS
     wide = compute_dtype(a_dtype, b_dtype) if is_float else np.dtype(np.float64)
-    ca, cb = a[span], b[span]
-    where: np.ndarray | slice = slice(None)
-    if same_dtype:
-        where = np.flatnonzero(bits(ca) != bits(cb))
-        ca, cb = ca[where], cb[where]
-    values_a, values_b = widen(ca, a_dtype, wide), widen(cb, b_dtype, wide)
-    delta = np.abs(values_a - values_b)
-    # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
-    # only with different bits (or different dtypes).
-    differ = np.ones(delta.shape, dtype=np.bool_) if same_dtype and not is_float else values_a != values_b
-    return CandidateChunk(span, where, values_a, values_b, delta, differ)
-
-
-def chunk_spans(size: int) -> list[slice]:
-    return [slice(start, start + CHUNK) for start in range(0, size, CHUNK)]
-
-
-def candidate_chunks(a: np.ndarray, a_dtype: str, b: np.ndarray, b_dtype: str) -> Iterator[CandidateChunk]:
-    """Walk flat stored arrays ``a`` and ``b`` in chunks of :data:`CHUNK` entries."""
-    for span in chunk_spans(a.size):
-        yield chunk_candidates(a, a_dtype, b, b_dtype, span)
+    flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+    for span in chunk_spans(flat_a.size):
+        ca, cb = flat_a[span], flat_b[span]
+        if same_dtype:
+            where = np.flatnonzero(bits(ca) != bits(cb))
+            ca, cb = ca[where], cb[where]
+        values_a, values_b = widen(ca, a_dtype, wide), widen(cb, b_dtype, wide)
+        delta = np.abs(values_a - values_b)
+        # Integer bits that differ are values that differ; NaN != NaN, and two NaNs reach here
+        # only with different bits (or different dtypes); +0 and -0 do not differ.
+        yield delta if same_dtype and not is_float else delta[values_a != values_b]
 
 
 def compare_arrays(

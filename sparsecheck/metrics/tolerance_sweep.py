@@ -2,7 +2,7 @@
 
 For every tensor the exact number of entries with |Δ| > τ is counted for every τ at once: the
 |Δ| of the entries whose stored bits differ (the same candidates and float32/float64 Δ as the
-``atol`` policy, see ``_equality.candidate_chunks``) are placed among the sorted tolerances
+``atol`` policy, see ``_equality.moved_deltas``) are placed among the sorted tolerances
 with ``np.searchsorted``.  τ = 0 is the ``exact`` policy; a NaN that differs is changed at
 every τ.  So ``sparsity_at_<τ>`` equals ``update_sparsity`` with ``policy: atol, tol: τ``.
 
@@ -29,7 +29,7 @@ from sparsecheck.metrics._api import (
     SkippedTensor,
     TensorGroup,
 )
-from sparsecheck.metrics._equality import candidate_chunks
+from sparsecheck.metrics._equality import moved_deltas
 from sparsecheck.metrics._grouping import GRANULARITIES, group_key, sort_keys
 
 DEFAULT_TOLERANCES = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
@@ -47,8 +47,7 @@ def changed_counts(
     """#(|Δ| > τ) for each τ of ascending ``tolerances``, between stored arrays ``a`` and ``b``."""
     # by_rank[k]: entries with exactly k tolerances below their |Δ|; changed at τ_j iff k > j.
     by_rank = np.zeros(tolerances.size + 1, dtype=np.int64)
-    for chunk in candidate_chunks(a.reshape(-1), a_dtype, b.reshape(-1), b_dtype):
-        delta = chunk.delta[chunk.differ]
+    for delta in moved_deltas(a, a_dtype, b, b_dtype):
         delta[np.isnan(delta)] = np.inf
         # Tolerances in Δ's dtype, as the atol policy's ``delta > tol`` compares them.
         rank = np.searchsorted(tolerances.astype(delta.dtype), delta, side="left")
