@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._pairing import Pairing, pair_tensors
 from sparsecheck.errors import CheckpointError, UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
