@@ -44,6 +44,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",
     "cache": "sparsecheck.engine._cache",
+    "baseline": "sparsecheck.engine._baseline",
     "engine": "sparsecheck.engine._run",
     "expectations": "sparsecheck.spec._expect",
     "update_sparsity": "sparsecheck.metrics.update_sparsity",
