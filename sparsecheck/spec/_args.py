@@ -7,6 +7,7 @@ one-item list.  Omitted arguments get their defaults, so the result is complete.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ def _is_number(value: Any) -> bool:
 def _float(param: Param, value: Any, context: _Context) -> float:
     if not _is_number(value):
         raise _Mismatch("a number")
+    if not math.isfinite(value):
+        raise _Mismatch("a finite number")
     return float(value)
 
 
@@ -167,6 +170,7 @@ _CONVERTERS: dict[str, Callable[[Param, Any, _Context], Any]] = {
     "checkpoint": _checkpoint,
     "checkpoints": _list_of(_checkpoint, "a non-empty list of checkpoint keys", non_empty=True),
     "mask": _mask,
+    "masks": _list_of(_mask, "a non-empty list of checkpoint keys or mask file paths", non_empty=True),
     "path": _path,
     "float": _float,
     "int": _int,
