@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "update_sparsity": "sparsecheck.metrics.update_sparsity",
     "update_mask": "sparsecheck.metrics.update_mask",
     "mask_overlap": "sparsecheck.metrics.mask_overlap",
+    "mask_agreement": "sparsecheck.metrics.mask_agreement",
     "update_rank": "sparsecheck.metrics.update_rank",
     "layernorm_sparsity": "sparsecheck.metrics.layernorm_sparsity",
     "transient": "sparsecheck.metrics.transient",

@@ -4,7 +4,7 @@ Results live under ``<cache dir>/results/`` (never in a checkpoint folder), one 
 key.  The key hashes the sparsecheck version, the metric (name, implementing class, and the
 source of the Python files in its module's folder, so an edited metric recomputes), its
 arguments, and for every checkpoint the check reads its sampled content fingerprint plus the
-size and modification time of each of its files; a file named by an argument (a mask file)
+size and modification time of each of its files; a file named by an argument (a mask file, or one in a list)
 adds its size and modification time.  So an unchanged suite re-runs without reading a tensor,
 and touching or replacing any input recomputes.  ``--no-cache`` skips it; ``--cache-clear``
 empties it first.
@@ -70,9 +70,10 @@ class ResultCache:
         """The key of ``item``'s result: its metric, arguments and inputs' identities."""
         metric = type(item.metric)
         inputs = {rid: self._identity(rid, readers[rid]) for rid in item.reader_ids}
+        values = [v for value in item.args.values() for v in (value if isinstance(value, list) else [value])]
         files = {
             str(value): _file_stats(Path(value))
-            for value in item.args.values()
+            for value in values
             if isinstance(value, str) and value not in inputs and Path(value).is_file()
         }
         material = {

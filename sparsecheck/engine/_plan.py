@@ -93,10 +93,11 @@ class Planner:
             value = check.args.get(param.name)
             if value is None:
                 continue
-            ref = check.checkpoints.get(value) if param.kind == "mask" else None
-            if ref is not None and ref.kind == "mask":  # a mask step's file
-                planned.args[param.name] = ref.source
-            elif param.kind == "checkpoint" or ref is not None:
+            if param.kind == "mask":
+                planned.args[param.name] = self._mask(check, value, spec_dir, planned)
+            elif param.kind == "masks":
+                planned.args[param.name] = [self._mask(check, v, spec_dir, planned) for v in value]
+            elif param.kind == "checkpoint":
                 planned.args[param.name] = self._checkpoint(check, value, spec_dir, planned)
             elif param.kind == "checkpoints":
                 planned.args[param.name] = [
@@ -104,6 +105,13 @@ class Planner:
                     for key in value
                     for v, ref in self._run_members(check, key, spec_dir)
                 ]
+
+    def _mask(self, check: Check, value: Any, spec_dir: Path, planned: PlannedCheck) -> Any:
+        """A mask argument: a mask step's file, a checkpoints key's reader, or a path as given."""
+        ref = check.checkpoints.get(value)
+        if ref is not None and ref.kind == "mask":  # a mask step's file
+            return ref.source
+        return value if ref is None else self._checkpoint(check, value, spec_dir, planned)
 
     def _run_members(self, check: Check, key: Any, spec_dir: Path) -> list[tuple[Any, CheckpointRef | None]]:
         """A key of a run list, or, when its path is a Trainer output folder (no weights of its

@@ -30,6 +30,7 @@ ParamKind = Literal[
     "checkpoint",  # a key of the spec's ``checkpoints:`` table
     "checkpoints",  # a list of such keys (a run, in order)
     "mask",  # a mask file path, or a key of the checkpoints table
+    "masks",  # a list of such masks
     "path",  # a file path (relative: from the spec file's folder), e.g. an output
     "float",
     "int",

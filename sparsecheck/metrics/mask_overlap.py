@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._manager import hookimpl
-from sparsecheck.checkpoints._pairing import Pairing, pair_tensors
-from sparsecheck.errors import CheckpointError, UsageError
+from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
 from sparsecheck.metrics._equality import POLICY_PARAMS, EqualityPolicy, compare
 from sparsecheck.metrics._grouping import GRANULARITIES, group_key, sort_keys
 from sparsecheck.metrics._hypergeom import log10_upper_tail, z_score
-from sparsecheck.metrics._maskfile import MaskFile, popcount
+from sparsecheck.metrics._maskfile import popcount
+from sparsecheck.metrics._maskset import MaskSet
 from sparsecheck.metrics._strata import STRATA, Strata, stratum_counts
 
 
@@ -131,50 +131,11 @@ class OverlapTally:
         return groups
 
 
-class _MaskFiles:
-    """``mask_a`` and ``mask_b`` opened and paired by name like checkpoints."""
-
-    def __init__(self, metric: str, args: Mapping[str, Any]) -> None:
-        self.paths = (str(args["mask_a"]), str(args["mask_b"]))
-        self.files: list[MaskFile] = []
-        try:
-            self.files.extend(MaskFile.open(path) for path in self.paths)
-            self.pairing: Pairing = pair_tensors(
-                dict(zip(("mask_a", "mask_b"), self.files, strict=True)),
-                args.get("include", ()),
-                args.get("exclude", ()),
-                args.get("on_mismatch", "error"),
-                context=f"{metric} (mask_a {self.paths[0]}, mask_b {self.paths[1]})",
-            )
-        except BaseException:
-            self.close()
-            raise
-        self.skipped_names = {s.name for s in self.pairing.skipped}
-
-    def policy(self) -> EqualityPolicy:
-        return self.files[0].policy
-
-    def notes(self) -> list[str]:
-        first, second = (f.metadata for f in self.files)
-        notes = list(self.pairing.notes)
-        if first["policy"] != second["policy"] or first["tol"] != second["tol"]:
-            notes.append(
-                f"the masks use different policies: mask_a {self.files[0].policy.describe()}, "
-                f"mask_b {self.files[1].policy.describe()}"
-            )
-        if first.get("base_fingerprint") != second.get("base_fingerprint"):
-            notes.append("mask_a and mask_b were made from different base checkpoints (fingerprints differ)")
-        return notes
-
-    def overlap(self, name: str) -> TensorOverlap:
-        """Counts from the packed bits, unpacking nothing (no strata)."""
-        a, b = (f.packed(name) for f in self.files)
-        numel = self.files[0].tensors()[name].meta.numel
-        return TensorOverlap(numel, popcount(a, numel), popcount(b, numel), popcount(a & b, numel))
-
-    def close(self) -> None:
-        for file in self.files:
-            file.close()
+def _packed_overlap(masks: MaskSet, name: str) -> TensorOverlap:
+    """Counts of two mask files' tensor from the packed bits, unpacking nothing (no strata)."""
+    a, b = (f.packed(name) for f in masks.files)
+    numel = masks.numel(name)
+    return TensorOverlap(numel, popcount(a, numel), popcount(b, numel), popcount(a & b, numel))
 
 
 def _from_runs(metric: str, args: Mapping[str, Any]) -> bool:
@@ -209,12 +170,10 @@ class MaskOverlapReducer(Reducer):
         self.base: str | None = args.get("base")
         self.runs = (args.get("run_a"), args.get("run_b"))
         from_runs = _from_runs(metric, args)
-        self.on_mismatch = args.get("on_mismatch", "error")
-        self.masks = None if from_runs else _MaskFiles(metric, args)
+        paths = {label: str(args[label]) for label in ("mask_a", "mask_b")} if not from_runs else {}
+        self.masks = MaskSet(metric, paths, args) if paths else None
         self.policy = EqualityPolicy.from_args(args) if self.masks is None else self.masks.policy()
         self.tally = OverlapTally()
-        #: Tensors of the base that do not pair with the mask files → why.
-        self.unpaired: dict[str, str] = {}
 
     def prepare(self, group: TensorGroup) -> None:
         if self.masks is None:  # mask files are read in order, by update
@@ -225,9 +184,9 @@ class MaskOverlapReducer(Reducer):
             self.tally.counts[group.name] = self._from_runs(group)
             return
         assert self.base is not None  # the engine streams tensors only when there is a base
-        pair = self._mask_pair(group.name, group.meta(self.base).shape)
+        pair = self.masks.read(group.name, group.meta(self.base).shape)
         if pair is not None:
-            self.tally.counts[group.name] = _overlap(group, self.base, *pair)
+            self.tally.counts[group.name] = _overlap(group, self.base, pair[0], pair[1])
 
     def _from_runs(self, group: TensorGroup) -> TensorOverlap:
         base, (run_a, run_b) = self.base, self.runs
@@ -240,25 +199,16 @@ class MaskOverlapReducer(Reducer):
 
         return group.memo(("overlap", base, run_a, run_b, self.policy), compute)
 
-    def _mask_pair(self, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-        assert self.masks is not None
-        if name in self.masks.skipped_names:
-            return None
-        if name not in self.masks.pairing.names:
-            self.unpaired[name] = "in base, not in the mask files"
-            return None
-        mask_shape = self.masks.files[0].shape(name)
-        if mask_shape != shape:
-            self.unpaired[name] = f"shape {shape} in base vs {mask_shape} in the mask files"
-            return None
-        return self.masks.files[0].read(name), self.masks.files[1].read(name)
-
     def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
         notes: list[str] = []
         skipped = list(skipped)
         if self.masks is not None:
             try:
-                notes, skipped = self._finish_masks(skipped)
+                if self.base is None:
+                    for name in self.masks.pairing.names:
+                        self.tally.counts[name] = _packed_overlap(self.masks, name)
+                notes, more = self.masks.finish(with_base=self.base is not None)
+                skipped += more
             finally:
                 self.masks.close()
         if not self.tally.counts:
@@ -281,31 +231,11 @@ class MaskOverlapReducer(Reducer):
             notes=notes + self._edge_notes(fields),
         )
 
-    def _finish_masks(self, skipped: list[SkippedTensor]) -> tuple[list[str], list[SkippedTensor]]:
-        assert self.masks is not None
-        if self.base is None:
-            for name in self.masks.pairing.names:
-                self.tally.counts[name] = self.masks.overlap(name)
-        else:
-            for name in self.masks.pairing.names:
-                if name not in self.tally.counts and name not in self.unpaired:
-                    self.unpaired[name] = "in the mask files, not in base"
-            if self.unpaired and self.on_mismatch != "skip":
-                shown = "; ".join(f"{name}: {why}" for name, why in sorted(self.unpaired.items())[:3])
-                more = f" (and {len(self.unpaired) - 3} more)" if len(self.unpaired) > 3 else ""
-                raise CheckpointError(
-                    f"{self.metric}: {len(self.unpaired)} tensors of base and the mask files do not pair: "
-                    f"{shown}{more}; leave them out with exclude or skip them with on_mismatch: skip"
-                )
-        skipped += list(self.masks.pairing.skipped)
-        skipped += [SkippedTensor(name, why) for name, why in self.unpaired.items()]
-        return self.masks.notes(), skipped
-
     def _definition(self) -> str:
         source = (
             f"masks of base→run_a and base→run_b, {self.policy.describe()}"
             if self.masks is None
-            else f"masks from files {self.masks.paths[0]} and {self.masks.paths[1]}"
+            else f"masks from files {self.masks.paths['mask_a']} and {self.masks.paths['mask_b']}"
         )
         matched = "; matched baselines stratified by the base value's binary exponent" if self.base else ""
         return (

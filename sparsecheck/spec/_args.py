@@ -167,6 +167,7 @@ _CONVERTERS: dict[str, Callable[[Param, Any, _Context], Any]] = {
     "checkpoint": _checkpoint,
     "checkpoints": _list_of(_checkpoint, "a non-empty list of checkpoint keys", non_empty=True),
     "mask": _mask,
+    "masks": _list_of(_mask, "a non-empty list of checkpoint keys or mask file paths", non_empty=True),
     "path": _path,
     "float": _float,
     "int": _int,

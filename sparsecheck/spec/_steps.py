@@ -300,7 +300,7 @@ def step_inputs(
     """(argument name, ref) for each key a check's arguments name that a step produces."""
     found = []
     for param in metric.all_params():
-        if param.kind not in ("checkpoint", "checkpoints", "mask"):
+        if param.kind not in ("checkpoint", "checkpoints", "mask", "masks"):
             continue
         value = args.get(param.name)
         for key in value if isinstance(value, list) else [value]:
@@ -325,6 +325,7 @@ def check_step_kinds(
         "checkpoint": ("checkpoint",),
         "checkpoints": ("checkpoint", "run"),
         "mask": ("mask", "checkpoint"),
+        "masks": ("mask", "checkpoint"),
     }
     for name, ref in step_inputs(metric, args, checkpoints):
         if ref.kind in allowed[kinds[name]]:
