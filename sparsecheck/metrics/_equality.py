@@ -7,6 +7,7 @@ and policy is shared (through ``TensorGroup.memo``) by every metric of a pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,17 +51,24 @@ class EqualityPolicy:
     name: str
     tol: float
 
+    def __post_init__(self) -> None:
+        check_tolerance(self.tol, "tol")
+
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> EqualityPolicy:
         name = args.get("policy", "atol")
         tol = args.get("tol")
-        tol = DEFAULT_TOLERANCE[name] if tol is None else float(tol)
-        if tol < 0:
-            raise UsageError(f"tol must be >= 0, got {tol}")
-        return cls(name, tol)
+        return cls(name, DEFAULT_TOLERANCE[name] if tol is None else float(tol))
 
     def describe(self) -> str:
         return "exact" if self.name == "exact" else f"{self.name} tol={self.tol:g}"
+
+
+def check_tolerance(tol: float, what: str) -> None:
+    """Raise a :class:`UsageError` naming ``what`` unless ``tol`` is a finite number >= 0
+    (a NaN tolerance would call every entry unchanged)."""
+    if not (math.isfinite(tol) and tol >= 0):
+        raise UsageError(f"{what} must be a finite number >= 0, got {tol}")
 
 
 @dataclass
@@ -75,8 +83,9 @@ class PairComparison:
     #: Entries that differ once both sides are rounded to bfloat16 (None when neither side is
     #: stored wider than bfloat16).
     changed_if_bf16: int | None
+    #: The largest |Δ|; inf when an entry changed to or from a non-finite value (NaN or ±inf).
     max_abs_delta: float
-    #: Counts of nonzero |Δ| in bins at most 25% wide (see :func:`delta_quantile`).
+    #: Counts of finite nonzero |Δ| in bins at most 25% wide (see :func:`delta_quantile`).
     delta_histogram: np.ndarray
     #: The changed-mask of the flattened tensor, one bit per entry (``np.packbits``, little bit
     #: order): an eighth of a bool mask to keep or to send between processes.
@@ -224,7 +233,8 @@ class _Counts:
         else:
             bound: float | np.ndarray = self.policy.tol
             if self.policy.name == "rtol":
-                bound = self.policy.tol * np.maximum(np.abs(values_a), np.abs(values_b))
+                with np.errstate(invalid="ignore", over="ignore"):
+                    bound = self.policy.tol * np.maximum(np.abs(values_a), np.abs(values_b))
             if nan_free:
                 np.greater(delta, bound, out=hit)
             else:  # changed: differ and not |Δ| <= bound (so a NaN |Δ| is changed)
@@ -232,6 +242,10 @@ class _Counts:
                 np.less_equal(delta, bound, out=near)
                 np.logical_not(near, out=near)
                 np.logical_and(differ, near, out=hit)
+            if not np.isfinite(largest):
+                # A change to or from NaN or ±inf is changed under every policy (under rtol
+                # the bound tol·inf would call inf → -inf unchanged).
+                hit |= differ & ~(np.isfinite(values_a) & np.isfinite(values_b))
         self.changed += int(np.count_nonzero(hit))
         self.moved += moved
         self._spread(delta, largest, moved, differ)
@@ -259,9 +273,11 @@ class _Counts:
         return differ
 
     def _spread(self, delta: np.ndarray, largest: float, moved: int, differ: np.ndarray) -> None:
-        """Add the largest finite |Δ| and the histogram of the moved entries' |Δ| (``differ``)."""
-        if not np.isfinite(largest):
-            largest = float(delta[np.isfinite(delta)].max(initial=0.0))
+        """Add the largest |Δ| (inf for a NaN: a change to or from NaN is unbounded) and the
+        histogram of the moved entries' finite |Δ| (``differ``)."""
+        if not np.isfinite(largest):  # the NaN may be an unmoved entry's (inf - inf, same bits)
+            moved_delta = delta[differ]
+            largest = math.inf if np.isnan(moved_delta).any() else float(moved_delta.max(initial=0.0))
         self.max_abs_delta = max(self.max_abs_delta, largest)
         if moved <= HIST_SAMPLES:
             sample, weight = delta[np.flatnonzero(differ)], 1
@@ -282,7 +298,8 @@ _HIST_NONFINITE = 0x7F800000 >> HIST_SHIFT
 
 
 def delta_quantile(histogram: np.ndarray, q: float) -> float:
-    """Approximate quantile ``q`` of the nonzero |Δ| counted in ``histogram`` (within ±12%)."""
+    """Approximate quantile ``q`` of the finite nonzero |Δ| counted in ``histogram`` (within
+    ±12%); changes to or from NaN or ±inf are left out (``max_abs_delta`` shows them as inf)."""
     total = int(histogram.sum())
     if total == 0:
         return 0.0
