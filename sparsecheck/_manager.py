@@ -40,6 +40,7 @@ LOCAL_PLUGIN_FILE = "sparsecheck_plugin.py"
 BUILTIN_PLUGINS: dict[str, str] = {
     "formats": "sparsecheck.checkpoints._formats",
     "hub": "sparsecheck.checkpoints._hub",
+    "remote": "sparsecheck.checkpoints._remote",
     "collect": "sparsecheck.spec._collect",
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",
