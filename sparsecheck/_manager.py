@@ -50,6 +50,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "junitxml": "sparsecheck.reports.junitxml",
     "markdown": "sparsecheck.reports.markdown",
     "html": "sparsecheck.reports.html",
+    "history": "sparsecheck.reports.history",
 }
 
 

@@ -301,6 +301,22 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         click.echo(f"ok: {len(checks)} checks in {len(files)} spec files")
         return ExitCode.OK
 
+    @cli.command()
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option(
+        "--last", type=click.IntRange(min=1), default=10, show_default=True, help="Show the last N runs."
+    )
+    def history(file: Path, last: int) -> int:
+        """Print the runs a --history FILE holds: one row per check, one column per run."""
+        from sparsecheck.reports.history import history_table, read_history
+
+        records = read_history(file)
+        if not records:
+            click.echo(f"{file}: no runs yet", err=True)
+            return ExitCode.NO_CHECKS_COLLECTED
+        click.echo(history_table(records[-last:]))
+        return ExitCode.OK
+
     @_accepts_plugins
     @cli.command()
     @click.option("-v", "--verbose", is_flag=True, help="Also list each metric's arguments.")
