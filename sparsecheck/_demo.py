@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sparsecheck._extras import require
 from sparsecheck.errors import UsageError
 
 #: The suites the demo runs, in order (suite 6, precision, is left to ``sparsecheck run``).
@@ -70,6 +71,8 @@ def paper_suites() -> list[Path]:
 
 
 def demo_mode(tiny: bool) -> str:
+    for module in ("torch", "transformers"):
+        require(module, "sparsecheck demo: training the model", "train")
     if tiny:
         return "tiny"
     import torch

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.checkpoints._safetensors import SafetensorsReader
@@ -31,7 +32,8 @@ WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
 
 
 def _torch_reader(source: str, path: Path, files: Sequence[Path], format: str) -> CheckpointReader:
-    from sparsecheck.checkpoints._torchbin import TorchReader  # imports torch: only when needed
+    require("torch", f"{path}: reading a PyTorch checkpoint")
+    from sparsecheck.checkpoints._torchbin import TorchReader
 
     return TorchReader(source, path, files, format)
 

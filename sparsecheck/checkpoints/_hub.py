@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._formats import open_local
 from sparsecheck.checkpoints._reader import CheckpointReader
@@ -36,12 +37,9 @@ def sparsecheck_open_checkpoint(source: str, path: Path | None) -> CheckpointRea
 def download_snapshot(repo_id: str, revision: str | None) -> Path:
     """The local snapshot folder of ``repo_id`` at ``revision`` (safetensors and json files only)."""
     hub_id = repo_id + (f"@{revision}" if revision else "")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise CheckpointError(
-            f"{hub_id}: no such local path; to read it as a hub id: pip install sparsecheck[hub]"
-        ) from None
+    require("huggingface_hub", f"{hub_id}: no such local path; reading it as a hub id")
+    from huggingface_hub import snapshot_download
+
     cache_dir = os.environ.get("HF_HUB_CACHE") or (
         os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None
     )

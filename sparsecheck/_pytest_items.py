@@ -1,0 +1,140 @@
+"""The pytest items of spec files: a spec file node and one item per check.
+
+Imported by :mod:`sparsecheck.pytest_plugin` only when pytest meets a spec file, so a pytest
+run without specs never imports sparsecheck's engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sparsecheck._config import Config, Session
+from sparsecheck._manager import get_plugin_manager
+from sparsecheck._session import configure, error_outcome
+from sparsecheck.engine._baseline import session_baseline
+from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.errors import SparsecheckError
+from sparsecheck.spec._model import Check
+
+_CONFIG_KEY = pytest.StashKey[Config]()
+_RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def _config(pytest_config: pytest.Config) -> Config:
+    if _CONFIG_KEY not in pytest_config.stash:
+        pm = get_plugin_manager(pytest_config.getoption("sparsecheck_plugins") or ())
+        options = {"verbosity": -1, "workers": workers_option(pytest_config)}
+        config = Config(pm, options, invocation_dir=Path(str(pytest_config.invocation_params.dir)))
+        configure(config)
+        pytest_config.stash[_CONFIG_KEY] = config
+    return pytest_config.stash[_CONFIG_KEY]
+
+
+def workers_option(pytest_config: pytest.Config) -> int | None:
+    """``--sparsecheck-workers``; without it, one process under pytest-xdist (whose own workers
+    already use the cores), else sparsecheck's default."""
+    given: int | None = pytest_config.getoption("sparsecheck_workers")
+    if given is not None:
+        if given < 1:
+            raise pytest.UsageError(f"--sparsecheck-workers must be at least 1, got {given}")
+        return given
+    return 1 if "PYTEST_XDIST_WORKER" in os.environ else None
+
+
+class SpecFileNode(pytest.File):
+    """A spec file; its checks are the items."""
+
+    def collect(self) -> Iterator[CheckItem]:
+        from sparsecheck.spec._collect import collect
+
+        config = _config(self.config)
+        try:
+            checks = collect(config, [self.path])  # the folder's local plugin file first
+        except SparsecheckError as exc:
+            raise self.CollectError(str(exc)) from None
+        for check in checks:
+            item: CheckItem = CheckItem.from_parent(self, name=check.id, check=check, spec_checks=checks)
+            _declare_marks(self.config, check.marks)
+            for mark in check.marks:
+                item.add_marker(mark)
+            if check.skip is not None:  # reported at the check's line in the spec
+                item.add_marker(pytest.mark.skip(reason=check.skip))
+            yield item
+
+
+def _declare_marks(config: pytest.Config, marks: Iterable[str]) -> None:
+    """Declare the spec's marks to pytest (no unknown-mark warning; ``--strict-markers`` works)."""
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    for mark in marks:
+        if mark not in known:
+            config.addinivalue_line("markers", f"{mark}: a mark of sparsecheck checks")
+            known.add(mark)
+
+
+class CheckItem(pytest.Item):
+    """One check of a spec file."""
+
+    def __init__(self, *, check: Check, spec_checks: Sequence[Check], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        #: Every check of its spec file (those it references may be deselected).
+        self.spec_checks = spec_checks
+
+    def runtest(self) -> None:
+        outcome = self._outcome()
+        if outcome.status in (Status.FAIL, Status.ERROR):
+            raise CheckFailed(outcome)
+        if outcome.status is Status.WARN:
+            import warnings
+
+            message = f"{self.check.id}: {outcome.message}"
+            warnings.warn_explicit(message, UserWarning, str(self.path), self.check.location.line or 0)
+
+    def _outcome(self) -> CheckOutcome:
+        config = _config(self.config)
+        results = self.session.stash.setdefault(_RESULTS_KEY, {})
+        if self.check.nodeid not in results:
+            from sparsecheck.engine._steps import prepare_checks
+            from sparsecheck.spec._references import referenced_checks
+
+            items = [i for i in self.session.items if isinstance(i, CheckItem)]
+            pending = [i.check for i in items if i.check.skip is None]
+            pending += referenced_checks(pending, among=(c for i in items for c in i.spec_checks))
+            session = Session(config, checks=pending)
+            prepared = prepare_checks(session, pending)  # spec steps first
+            results.update(prepared.errors)
+            results.update(config.hook.sparsecheck_run_checks(session=session, checks=prepared.runnable))
+        result = results[self.check.nodeid]
+        if isinstance(result, BaseException):
+            return error_outcome(self.check, result)
+        outcome: CheckOutcome = config.hook.sparsecheck_evaluate(
+            check=self.check, result=result, results=results, baseline=session_baseline(config)
+        )
+        return outcome
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CheckFailed):
+            o = excinfo.value.outcome
+            lines = [f"{o.status.value}: {o.message}"]
+            if o.expectation:
+                lines.append(f"  expected: {o.expectation}")
+            lines += [f"  value:    {o.value}", f"  spec:     {self.check.location}"]
+            return "\n".join(lines)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.check.location.line
+        return self.path, None if line is None else line - 1, f"{self.check.metric}: {self.check.id}"
+
+
+class CheckFailed(Exception):
+    """Raised by a check item whose check failed or errored."""
+
+    def __init__(self, outcome: CheckOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
