@@ -59,6 +59,8 @@ class Config:
         self.options: dict[str, Any] = dict(options or {})
         self.invocation_dir = invocation_dir or Path.cwd()
         self.deselected: list[Check] = []
+        #: What plugins keep for the session by a name of their own (e.g. the loaded baseline).
+        self.stash: dict[str, Any] = {}
         self._metrics: dict[str, Metric] | None = None
 
     def getoption(self, name: str, default: Any = None) -> Any:

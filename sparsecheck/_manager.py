@@ -40,10 +40,12 @@ LOCAL_PLUGIN_FILE = "sparsecheck_plugin.py"
 BUILTIN_PLUGINS: dict[str, str] = {
     "formats": "sparsecheck.checkpoints._formats",
     "hub": "sparsecheck.checkpoints._hub",
+    "remote": "sparsecheck.checkpoints._remote",
     "collect": "sparsecheck.spec._collect",
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",
     "cache": "sparsecheck.engine._cache",
+    "baseline": "sparsecheck.engine._baseline",
     "engine": "sparsecheck.engine._run",
     "expectations": "sparsecheck.spec._expect",
     "update_sparsity": "sparsecheck.metrics.update_sparsity",
