@@ -11,12 +11,12 @@ from typing import Any
 import click
 import pluggy
 
-from sparsecheck import __version__
 from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
+from sparsecheck._version import __version__
 from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._grouping import GRANULARITIES

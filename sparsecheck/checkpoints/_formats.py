@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.checkpoints._safetensors import SafetensorsReader
 from sparsecheck.errors import CheckpointError

@@ -23,9 +23,8 @@ import numpy as np
 
 from sparsecheck._dtypes import STORAGE
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
-from sparsecheck.metrics._api import TensorMeta
 
 #: Safetensors dtype codes → canonical dtype names.
 DTYPES = {

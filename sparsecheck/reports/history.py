@@ -28,7 +28,7 @@ from tabulate import tabulate
 import sparsecheck
 from sparsecheck._atomic import prepare_output_path
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Scalar

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-import sparsecheck
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
+from sparsecheck._version import __version__
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.metrics._api import MetricResult, Scalar
 from sparsecheck.reports._figures import FIGURES, FigureKind, require_matplotlib
@@ -45,7 +45,7 @@ from sparsecheck.reports.history import HistoryRecord, read_history
 from sparsecheck.spec._model import Check
 
 if TYPE_CHECKING:
-    from sparsecheck.engine._steps import StepRecord
+    from sparsecheck.engine._outcome import StepRecord
 
 INSTALL_HINT = "install sparsecheck[plots] for figures (pip install 'sparsecheck[plots]')"
 
@@ -259,7 +259,7 @@ def render_html(
         "<header><h1>sparsecheck report</h1>"
         f'<p class="summary-line">{badge(overall_status(outcomes))} '
         f"{esc(summary_text(outcomes, deselected, duration))}</p>"
-        f'<p class="meta">created {esc(created)} · sparsecheck {esc(sparsecheck.__version__)} · '
+        f'<p class="meta">created {esc(created)} · sparsecheck {esc(__version__)} · '
         f"exit status {exitstatus}</p>"
         '<nav><a href="#results">Results</a><a href="#figures">Figures</a><a href="#checks">Checks</a>'
         '<a href="#checkpoints">Checkpoints</a>'
