@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,9 @@ class CheckpointReader(ABC):
 
     #: A short name of the format, e.g. ``safetensors``, ``safetensors-sharded``, ``torch``.
     format: str
+    #: True when reads go over a network: the pass announces its names (:meth:`will_read`)
+    #: and forks no worker processes.
+    remote: bool = False
 
     def __init__(self, source: str, path: Path) -> None:
         #: What the user wrote (a path or a hub id).
@@ -52,6 +55,9 @@ class CheckpointReader(ABC):
         """Return one tensor's stored data as a read-only numpy array of its shape (it may map
         the file); bfloat16 and float8 come as unsigned integers holding the bits (see
         ``sparsecheck._dtypes.STORAGE``).  An alias name reads its target."""
+
+    def will_read(self, names: Sequence[str]) -> None:  # noqa: B027 - optional hook, empty by design
+        """The stored names the pass will :meth:`read`, in order (a remote reader fetches ahead)."""
 
     def release(self, name: str) -> None:  # noqa: B027 - optional hook, empty by design
         """Tell the reader ``name`` is no longer needed (lets it drop mapped pages)."""

@@ -93,7 +93,8 @@ class ResultCache:
 
     def _identity(self, rid: str, reader: CheckpointReader) -> Any:
         if rid not in self._identities:
-            self._identities[rid] = [reader.fingerprint(), _file_stats(reader.path)]
+            stats = [] if reader.remote else _file_stats(reader.path)  # remote: sizes and ETags
+            self._identities[rid] = [reader.fingerprint(), stats]
         return self._identities[rid]
 
     def get(self, key: str) -> MetricResult | None:
