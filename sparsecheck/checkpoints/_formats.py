@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sparsecheck._files import read_regular
 from sparsecheck._json import JsonError, loads_strict
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.checkpoints._safetensors import SafetensorsReader
 from sparsecheck.errors import CheckpointError

@@ -26,9 +26,16 @@ from fnmatch import fnmatchcase
 
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 from sparsecheck.errors import CheckpointError
-from sparsecheck.metrics._api import SkippedTensor
 
 _SHOWN = 3
+
+
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A tensor name left out of a comparison, and why."""
+
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True)

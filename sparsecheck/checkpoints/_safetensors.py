@@ -24,9 +24,8 @@ from sparsecheck._dtypes import STORAGE
 from sparsecheck._files import open_regular
 from sparsecheck._json import JsonError, loads_strict, show
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
-from sparsecheck.metrics._api import TensorMeta
 
 #: Safetensors dtype codes → canonical dtype names.
 DTYPES = {

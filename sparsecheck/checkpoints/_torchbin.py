@@ -24,9 +24,8 @@ import torch
 from sparsecheck._dtypes import STORAGE, from_torch_dtype
 from sparsecheck._files import open_regular
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
-from sparsecheck.metrics._api import TensorMeta
 
 _LEGACY_FORMAT = "mmap can only be used with files saved with"
 _REFUSED_GLOBAL = re.compile(r"WeightsUnpickler error: (.*?)(?:\. Please|\n|$)")
