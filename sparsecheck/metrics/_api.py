@@ -38,6 +38,7 @@ ParamKind = Literal[
     "str",
     "choice",
     "floats",
+    "ints",
     "strings",
 ]
 
