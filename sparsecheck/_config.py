@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sparsecheck._paths import absolute_path
 from sparsecheck.errors import UsageError
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Config:
         self.options: dict[str, Any] = dict(options or {})
         self.invocation_dir = invocation_dir or Path.cwd()
         self.deselected: list[Check] = []
+        #: What plugins keep for the session by a name of their own (e.g. the loaded baseline).
+        self.stash: dict[str, Any] = {}
         self._metrics: dict[str, Metric] | None = None
 
     def getoption(self, name: str, default: Any = None) -> Any:
@@ -67,7 +70,9 @@ class Config:
 
     @property
     def cache_dir(self) -> Path:
-        return Path(self.getoption("cache_dir", self.invocation_dir / DEFAULT_CACHE_DIR))
+        """The cache folder, absolute (a relative ``--cache-dir`` is taken from the invocation
+        folder), so the step outputs recorded under it are absolute too."""
+        return absolute_path(self.getoption("cache_dir", DEFAULT_CACHE_DIR), self.invocation_dir)
 
     @property
     def metrics(self) -> dict[str, Metric]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -45,6 +46,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",
     "cache": "sparsecheck.engine._cache",
+    "baseline": "sparsecheck.engine._baseline",
     "engine": "sparsecheck.engine._run",
     "expectations": "sparsecheck.spec._expect",
     "update_sparsity": "sparsecheck.metrics.update_sparsity",
@@ -113,7 +115,9 @@ def load_local_plugin(pm: pluggy.PluginManager, folder: Path) -> ModuleType | No
     name = f"local:{path}"
     if not path.is_file() or pm.get_plugin(name) is not None or pm.is_blocked(name):
         return None
-    module_name = f"sparsecheck_local_plugin_{abs(hash(str(path))):x}"
+    # a stable name (not hash(), salted per process): a local backend's module is part of the
+    # key of the steps it trains, which must match across runs for their outputs to be reused
+    module_name = f"sparsecheck_local_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"{path}: cannot load local plugin file")

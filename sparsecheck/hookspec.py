@@ -25,6 +25,7 @@ import pluggy
 if TYPE_CHECKING:
     from sparsecheck._config import Config, OptionRegistry, ReadProgress, Session
     from sparsecheck.checkpoints._reader import CheckpointReader
+    from sparsecheck.engine._baseline import Baseline
     from sparsecheck.engine._outcome import CheckOutcome
     from sparsecheck.metrics._api import Metric, MetricResult
     from sparsecheck.spec._model import Check, SpecFile
@@ -125,7 +126,10 @@ def sparsecheck_read_progress(progress: ReadProgress) -> None:
 
 @hookspec(firstresult=True)
 def sparsecheck_evaluate(
-    check: Check, result: MetricResult, results: Mapping[str, MetricResult | BaseException]
+    check: Check,
+    result: MetricResult,
+    results: Mapping[str, MetricResult | BaseException],
+    baseline: Baseline,
 ) -> CheckOutcome | None:
     """Judge ``result`` against the check's ``expect``/``warn``/``per``/``mostly``.
 

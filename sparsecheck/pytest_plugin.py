@@ -19,6 +19,7 @@ import pytest
 from sparsecheck._config import Config, Session
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._session import configure, error_outcome
+from sparsecheck.engine._baseline import session_baseline
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import SparsecheckError
 from sparsecheck.spec._model import Check
@@ -151,7 +152,7 @@ class CheckItem(pytest.Item):
         if isinstance(result, BaseException):
             return error_outcome(self.check, result)
         outcome: CheckOutcome = config.hook.sparsecheck_evaluate(
-            check=self.check, result=result, results=results
+            check=self.check, result=result, results=results, baseline=session_baseline(config)
         )
         return outcome
 

@@ -34,6 +34,16 @@ class CheckOutcome:
     #: For ERROR: ``usage`` (bad input, exit 4) or ``internal`` (a bug, exit 3).
     error_kind: str | None = None
     cached: bool = False
+    #: The value the check showed in the baseline (``--baseline``), None without one.
+    baseline: Scalar = None
+
+    @property
+    def delta(self) -> float | None:
+        """``value`` minus the baseline's, when both are numbers."""
+        numbers = [
+            x for x in (self.value, self.baseline) if isinstance(x, int | float) and not isinstance(x, bool)
+        ]
+        return float(numbers[0]) - float(numbers[1]) if len(numbers) == 2 else None
 
     def to_dict(self) -> dict[str, Any]:
         check = self.check
@@ -48,6 +58,8 @@ class CheckOutcome:
             "mostly": check.mostly,
             "status": self.status.value,
             "value": self.value,
+            "baseline": self.baseline,
+            "delta": self.delta,
             "expectation": self.expectation,
             "message": self.message,
             "duration": self.duration,

@@ -37,6 +37,7 @@ from sparsecheck.reports._table import (
     outcome_message,
     overall_status,
     summary_text,
+    value_text,
 )
 from sparsecheck.spec._model import Check
 
@@ -94,7 +95,7 @@ def results_section(outcomes: Sequence[CheckOutcome]) -> str:
         [
             f'<a href="#{_anchor(i)}">{esc(o.check.id)}</a>',
             esc(o.check.metric),
-            esc(format_value(o.value)),
+            esc(value_text(o)),
             f"<code>{esc(o.expectation)}</code>" if o.expectation else "",
             badge(o.status),
             esc(_time(o)),
@@ -198,7 +199,7 @@ def check_section(index: int, outcome: CheckOutcome) -> str:
     return (
         f'<details class="check" id="{_anchor(index)}"{opened}><summary>{badge(outcome.status)} '
         f'<h3>{esc(check.id)}</h3><span class="value">{esc(check.metric)} = '
-        f"{esc(format_value(outcome.value))}</span></summary>{''.join(parts)}</details>"
+        f"{esc(value_text(outcome))}</span></summary>{''.join(parts)}</details>"
     )
 
 
