@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sparsecheck._files import read_regular
 from sparsecheck._paths import absolute_path
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
@@ -27,6 +28,8 @@ _MERGED_KEYS = ("args",)
 #: Keys consumed before a check's body is substituted.
 _STRUCTURE_KEYS = ("use", PRODUCT_KEY, ZIP_KEY)
 _BAD_ID_CHARACTERS = re.compile(r"[\s:\[\]]")
+#: The largest spec file read (a spec is a few kilobytes; this bounds the work on a wrong file).
+MAX_SPEC_BYTES = 16 << 20
 
 
 def load_spec(
@@ -42,7 +45,7 @@ def load_spec(
     """
     filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_SPEC_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("not a UTF-8 text file", Location(filename)) from None
     except OSError as exc:

@@ -9,7 +9,18 @@ import torch
 from sparsecheck._dtypes import from_torch_dtype
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics import _equality as equality
+from sparsecheck.metrics import _fused
 from sparsecheck.metrics._equality import CHUNK, EqualityPolicy, compare_arrays, delta_quantile
+
+
+@pytest.fixture(autouse=True, params=["fused", "numpy"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test against both compare engines (the fused one where it is installed)."""
+    if request.param == "numpy":
+        monkeypatch.setenv(_fused.ENGINE_ENV, "numpy")
+    elif _fused.extension() is None:
+        pytest.skip("the optional fused engine (native/sparsecheck-fused) is not installed")
+    return str(request.param)
 
 
 def stored(t: torch.Tensor) -> tuple[np.ndarray, str]:
