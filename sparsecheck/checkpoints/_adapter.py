@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._dtypes import widen
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.checkpoints._safetensors import SafetensorsReader
 from sparsecheck.errors import CheckpointError
-from sparsecheck.metrics._api import TensorMeta
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
