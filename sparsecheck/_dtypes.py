@@ -92,7 +92,10 @@ def round_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
     rounding, as float32 keeps 16 more bits than bfloat16), never to float32's nearest, whose
     ties would be rounded a second time.
     """
-    f32 = _float32_round_to_odd(values) if values.dtype == np.float64 else values.astype(np.float32, copy=False)
+    if values.dtype == np.float64:
+        f32 = _float32_round_to_odd(values)
+    else:
+        f32 = values.astype(np.float32, copy=False)
     u = f32.view(np.uint32)
     rounded = ((u + (((u >> 16) & 1) + 0x7FFF)) >> 16).astype(np.uint16)
     return np.where(np.isnan(f32), np.uint16(0x7FC0), rounded)
