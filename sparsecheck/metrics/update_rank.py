@@ -113,6 +113,11 @@ def _summary(spectra: Sequence[Spectrum]) -> Fields:
     def mean(values: list[float]) -> float:
         return sum(values) / len(values) if values else math.nan
 
+    energy: Fields = {}
+    for r in spectra[0].energy:  # over every matrix: a zero update keeps all of its energy
+        shares = [s.energy[r] for s in spectra]
+        energy[f"energy_rank_{r}_mean"] = mean(shares)
+        energy[f"energy_rank_{r}_min"] = min(shares)
     return {
         "rank_pct_mean": mean([s.rank_pct for s in changed]),
         "rank_pct_mean_all": mean([s.rank_pct for s in spectra]),
@@ -122,6 +127,7 @@ def _summary(spectra: Sequence[Spectrum]) -> Fields:
         "matrices": len(spectra),
         "changed_matrices": len(changed),
         "full_rank_matrices": sum(s.rank == s.full for s in spectra),
+        **energy,
     }
 
 
@@ -135,6 +141,7 @@ def _tensor_fields(spectrum: Spectrum) -> Fields:
         "shape": f"{spectrum.shape[0]} x {spectrum.shape[1]}",
         "sigma_max": spectrum.sigma_max,
         "tol": spectrum.tol,
+        **{f"energy_rank_{r}": share for r, share in spectrum.energy.items()},
     }
 
 
@@ -149,8 +156,11 @@ class UpdateRankReducer(Reducer):
         self.sampler = MatrixSampler.from_args(metric, args)
         self.device = resolve_device(metric, args["device"])
         batch = args["batch"] if args["batch"] is not None else self.device.type == "cuda"
+        ranks = tuple(args["ranks"])
+        if any(r < 1 for r in ranks):
+            raise UsageError(f"{metric}: ranks must be positive integers, not {list(ranks)}")
         self.batcher: SvdBatcher = SvdBatcher(
-            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0
+            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0, ranks=ranks
         )
         self.non_matrix = 0
         self.low_precision = 0
@@ -205,7 +215,8 @@ class UpdateRankReducer(Reducer):
                 "rank_pct = 100 · rank / min(m, n), mean and min over changed matrices (ΔW ≠ 0; "
                 "rank_pct_mean_all: mean over all); "
                 "stable rank ‖ΔW‖_F²/‖ΔW‖_2², effective rank exp(H(sigma/sum(sigma))); "
-                "a zero update has all three 0; METRICS.md"
+                "a zero update has all three 0; energy_rank_r = sum of the top r sigma² / sum(sigma²) "
+                "(1 for a zero update); METRICS.md"
             ),
             groups=self._groups(done),
             skipped=[*skipped, *self.non_finite],
@@ -274,6 +285,13 @@ class UpdateRank(Metric):
         ),
         Param("sample_fraction", "float", "sample: random keeps this share of matrices (by name hash)", None),
         Param("seed", "int", "seed of sample: random", 0),
+        Param(
+            "ranks",
+            "ints",
+            "for each r: energy_rank_<r>, the share of ‖ΔW‖_F² in the top r singular values "
+            "(could the update ship as a rank-r LoRA?)",
+            (),
+        ),
     )
     value_field = "rank_pct_mean"
     granularities = GRANULARITIES
