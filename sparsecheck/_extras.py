@@ -15,12 +15,13 @@ from types import ModuleType
 
 from sparsecheck.errors import UsageError
 
-#: Extra → what it installs and is for (``pyproject.toml`` lists the same packages).
+#: Extra → what it installs and is for (``pyproject.toml`` lists the packages; ``all`` is every one).
 EXTRAS: dict[str, str] = {
     "torch": "torch: .bin/.pt checkpoints, update_rank on CUDA, TensorGroup.tensor()",
     "train": "torch and transformers: training steps, task_accuracy, the demo, sparsecheck smollm2",
     "plots": "matplotlib: the HTML report's figures",
     "hub": "huggingface_hub: checkpoints by hub id",
+    "remote": "fsspec and s3fs: checkpoints at http(s):// and s3:// URLs",
 }
 #: Module → the extra that installs it.
 PROVIDER: dict[str, str] = {
@@ -28,6 +29,8 @@ PROVIDER: dict[str, str] = {
     "transformers": "train",
     "matplotlib": "plots",
     "huggingface_hub": "hub",
+    "fsspec": "remote",
+    "s3fs": "remote",
 }
 
 

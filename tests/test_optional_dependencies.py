@@ -154,6 +154,17 @@ def test_require_names_the_extra_and_keeps_broken_installs_visible(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="a_dependency_it_lacks"):  # a broken install shows
         require("broken_package", "anything", "torch")
-    assert set(EXTRAS) == {"torch", "train", "plots", "hub"}
     with pytest.raises(ValueError, match="unknown extra"):
         install_command("gpu")
+
+
+def test_every_extra_of_pyproject_is_known() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("not run from a source tree")
+    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert set(EXTRAS) == set(extras) - {"dev", "all"}
+    assert extras["all"] == [f"sparsecheck[{','.join(EXTRAS)}]"]
+    core = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    assert not [d for d in core if d.split(">")[0].split("=")[0] in ("torch", "transformers", "matplotlib")]

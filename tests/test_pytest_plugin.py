@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sparsecheck._manager import DISABLE_AUTOLOAD_ENV
-from sparsecheck._pytest_items import workers_option
 from sparsecheck.engine._prefetch import CAN_FORK
+from sparsecheck.pytest_plugin import workers_option
 from sparsecheck.testing import PlantedPair, planted_pair
 
 pytest_plugins = ["pytester"]

@@ -8,7 +8,7 @@ updates for one SVD call.  On the CPU numpy's LAPACK (``gesdd``) decomposes; on 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,6 +57,8 @@ class Spectrum:
     tol: float
     stable_rank: float
     effective_rank: float
+    #: r → share of ‖ΔW‖_F² = sum(sigma²) in the top r singular values (1 for a zero update).
+    energy: dict[int, float] = field(default_factory=dict)
 
     @property
     def full(self) -> int:
@@ -92,8 +94,11 @@ def numpy_svdvals(matrices: list[Matrix]) -> np.ndarray:
     return np.linalg.svd(stacked, compute_uv=False).astype(np.float64, copy=False)
 
 
-def spectra(sigma: np.ndarray, shape: tuple[int, int], tolerance: RankTolerance) -> list[Spectrum]:
-    """Summaries of a batch of singular values (``B x min(m, n)``) of ``m x n`` updates.
+def spectra(
+    sigma: np.ndarray, shape: tuple[int, int], tolerance: RankTolerance, ranks: Sequence[int] = ()
+) -> list[Spectrum]:
+    """Summaries of a batch of singular values (``B x min(m, n)``) of ``m x n`` updates, with
+    the energy share of the top r for each r of ``ranks``.
 
     Stable rank ‖ΔW‖_F² / ‖ΔW‖_2² = sum(sigma²) / sigma_max²; effective rank exp(H(p)),
     p_i = sigma_i / sum(sigma), 0 · log 0 = 0.  A zero update has rank, stable rank and
@@ -112,8 +117,15 @@ def spectra(sigma: np.ndarray, shape: tuple[int, int], tolerance: RankTolerance)
     p = s / np.where(total > 0, total, 1.0)
     xlogx = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     effective = np.where(nonzero, np.exp(-xlogx.sum(axis=-1)), 0.0)
+    squares = np.square(s).cumsum(axis=-1)
+    energy = squares / np.where(squares[:, -1:] > 0, squares[:, -1:], 1.0)
+    energy[squares[:, -1] == 0] = 1.0
+    shares = {r: energy[:, min(r, s.shape[-1]) - 1].tolist() for r in ranks}
     rows = zip(rank.tolist(), smax.tolist(), tol.tolist(), stable.tolist(), effective.tolist(), strict=True)
-    return [Spectrum(shape, int(r), m, t, st, ef) for r, m, t, st, ef in rows]
+    return [
+        Spectrum(shape, int(r), m, t, st, ef, {k: v[i] for k, v in shares.items()})
+        for i, (r, m, t, st, ef) in enumerate(rows)
+    ]
 
 
 @dataclass
@@ -129,6 +141,8 @@ class SvdBatcher:
     tolerance: RankTolerance
     budget_bytes: int = 0
     svdvals: SvdValues = numpy_svdvals
+    #: The r of each ``Spectrum.energy`` share.
+    ranks: tuple[int, ...] = ()
     done: dict[str, Spectrum] = field(default_factory=dict)
     _pending: dict[tuple[int, int], list[tuple[str, tuple[int, int], Matrix]]] = field(default_factory=dict)
     _pending_bytes: int = 0
@@ -151,7 +165,9 @@ class SvdBatcher:
             matrices = [matrix for _, _, matrix in pending]
             pending.clear()
             sigma = self.svdvals(matrices)
-            for (name, shape), spectrum in zip(shapes, spectra(sigma, key, self.tolerance), strict=True):
+            for (name, shape), spectrum in zip(
+                shapes, spectra(sigma, key, self.tolerance, self.ranks), strict=True
+            ):
                 self.done[name] = replace(spectrum, shape=shape)
         self._pending.clear()
         self._pending_bytes = 0
