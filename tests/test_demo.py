@@ -1,4 +1,4 @@
-"""``sparsecheck demo --tiny``: suites 1–5 end to end on a tiny random model, with the HTML report."""
+"""``sparsecheck demo --tiny``: suites 1–5 and §6 end to end on a tiny random model, with the HTML report."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from sparsecheck._demo import SETTINGS, SUITES, paper_suites
+from sparsecheck._demo import SETTINGS, SUITES, equal_total_update, paper_suites
 from sparsecheck.cli import main
 from sparsecheck.exitcodes import ExitCode
 
@@ -28,6 +29,14 @@ def test_tiny_demo_runs_every_suite_and_writes_the_report(
     assert all(check["status"] in ("PASS", "FAIL", "WARN") for check in data["checks"]), out
     trained = {step["id"] for step in data["steps"] if step["status"] in ("ran", "reused")}
     assert {"sft", "dpo", "grpo", "dpo-mask", "dpo-sub", "dpo-seed2", "dpo-data2"} <= trained
+    assert {
+        "dpo-beta4x",
+        "dpo-noclip",
+        "dpo-offpolicy",
+        "dpo-lr2x",
+        "grpo-beta004",
+        "grpo-beta016",
+    } <= trained
     html = (tmp_path / "demo" / "report.html").read_text()
     for figure in (
         "unchanged-fraction",
@@ -46,3 +55,17 @@ def test_suite_variables_cover_every_mode() -> None:
     assert all(n == names[0] for n in names)
     text = "".join(path.read_text() for path in paper_suites())
     assert all("${" + name + "}" in text for name in names[0])
+
+
+@pytest.mark.parametrize("mode", list(SETTINGS))
+def test_the_why_suite_compares_two_settings_of_equal_lr_times_steps(mode: str) -> None:
+    settings = SETTINGS[mode]
+    second = equal_total_update(settings)
+    assert second["steps_half"] < settings["steps"]
+    assert second["lr_double"] * second["steps_half"] == pytest.approx(settings["lr"] * settings["steps"])
+
+
+def test_the_why_suite_defaults_keep_lr_times_steps_equal() -> None:
+    (why,) = [path for path in paper_suites() if path.name == "why.sparsecheck.yaml"]
+    defaults = yaml.safe_load(why.read_text())["vars"]
+    assert defaults["lr_double"] * defaults["steps_half"] == pytest.approx(defaults["lr"] * defaults["steps"])
