@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sparsecheck._paths import absolute_path
 from sparsecheck.errors import UsageError
 
 if TYPE_CHECKING:
     import pluggy
 
-    from sparsecheck.engine._outcome import CheckOutcome
-    from sparsecheck.engine._steps import StepRecord
+    from sparsecheck.engine._outcome import CheckOutcome, StepRecord
     from sparsecheck.metrics._api import Metric
     from sparsecheck.spec._model import Check
 
@@ -59,6 +59,8 @@ class Config:
         self.options: dict[str, Any] = dict(options or {})
         self.invocation_dir = invocation_dir or Path.cwd()
         self.deselected: list[Check] = []
+        #: What plugins keep for the session by a name of their own (e.g. the loaded baseline).
+        self.stash: dict[str, Any] = {}
         self._metrics: dict[str, Metric] | None = None
 
     def getoption(self, name: str, default: Any = None) -> Any:
@@ -67,13 +69,15 @@ class Config:
 
     @property
     def cache_dir(self) -> Path:
-        return Path(self.getoption("cache_dir", self.invocation_dir / DEFAULT_CACHE_DIR))
+        """The cache folder, absolute (a relative ``--cache-dir`` is taken from the invocation
+        folder), so the step outputs recorded under it are absolute too."""
+        return absolute_path(self.getoption("cache_dir", DEFAULT_CACHE_DIR), self.invocation_dir)
 
     @property
     def metrics(self) -> dict[str, Metric]:
         """Every registered metric by name (built once, on first use)."""
         if self._metrics is None:
-            from sparsecheck._manager import collect_metrics
+            from sparsecheck._registry import collect_metrics
 
             self._metrics = collect_metrics(self.pluginmanager)
         return self._metrics

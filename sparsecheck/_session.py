@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from sparsecheck._config import Config, Session
+from sparsecheck.engine._baseline import session_baseline
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
@@ -117,7 +118,9 @@ def _run_batch(
         if isinstance(result, BaseException):
             outcome = error_outcome(check, result)
         else:
-            outcome = hook.sparsecheck_evaluate(check=check, result=result, results=results)
+            outcome = hook.sparsecheck_evaluate(
+                check=check, result=result, results=results, baseline=session_baseline(session.config)
+            )
         outcome.duration = session.durations.get(check.nodeid, 0.0)
         outcome.cached = check.nodeid in session.cached
         outcomes.append(outcome)

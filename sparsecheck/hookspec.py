@@ -22,15 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from sparsecheck._markers import PROJECT
+
 if TYPE_CHECKING:
     from sparsecheck._config import Config, OptionRegistry, ReadProgress, Session
     from sparsecheck.checkpoints._reader import CheckpointReader
+    from sparsecheck.engine._baseline import Baseline
     from sparsecheck.engine._outcome import CheckOutcome
     from sparsecheck.metrics._api import Metric, MetricResult
     from sparsecheck.spec._model import Check, SpecFile
     from sparsecheck.training._api import TrainingBackend
 
-hookspec = pluggy.HookspecMarker("sparsecheck")
+hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 # -- setup ---------------------------------------------------------------------------------
@@ -125,7 +128,10 @@ def sparsecheck_read_progress(progress: ReadProgress) -> None:
 
 @hookspec(firstresult=True)
 def sparsecheck_evaluate(
-    check: Check, result: MetricResult, results: Mapping[str, MetricResult | BaseException]
+    check: Check,
+    result: MetricResult,
+    results: Mapping[str, MetricResult | BaseException],
+    baseline: Baseline,
 ) -> CheckOutcome | None:
     """Judge ``result`` against the check's ``expect``/``warn``/``per``/``mostly``.
 

@@ -31,7 +31,7 @@ def sampled_fingerprint(root: Path, files: Mapping[Path, int | None]) -> str:
             with open(file, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 digest.update(f"{relative}\0{size}\0".encode())
-                for start, end in _ranges(size, files[file]):
+                for start, end in sampled_ranges(size, files[file]):
                     handle.seek(start)
                     digest.update(handle.read(end - start))
         except OSError as exc:
@@ -39,8 +39,9 @@ def sampled_fingerprint(root: Path, files: Mapping[Path, int | None]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _ranges(size: int, header: int | None) -> list[tuple[int, int]]:
-    """Byte ranges to hash: the header (or both edges), then the sampled data blocks."""
+def sampled_ranges(size: int, header: int | None) -> list[tuple[int, int]]:
+    """Byte ranges to hash of a file of ``size`` bytes (``header`` of them a header, or None):
+    the header (or both edges), then the sampled data blocks."""
     if header is None:
         heads, data_start = [(0, min(EDGE, size)), (max(0, size - EDGE), size)], 0
     else:

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._formats import open_local
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.errors import CheckpointError

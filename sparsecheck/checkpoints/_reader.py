@@ -1,15 +1,30 @@
-"""The reader interface every checkpoint format implements."""
+"""The reader interface every checkpoint format implements, and what it says of a stored tensor."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sparsecheck.metrics._api import TensorMeta
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What is known about a stored tensor without reading it."""
+
+    name: str
+    #: Canonical dtype name: ``bfloat16``, ``float16``, ``float32``, ``float64``, ``int64``, …
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,9 @@ class CheckpointReader(ABC):
 
     #: A short name of the format, e.g. ``safetensors``, ``safetensors-sharded``, ``torch``.
     format: str
+    #: True when reads go over a network: the pass announces its names (:meth:`will_read`)
+    #: and forks no worker processes.
+    remote: bool = False
 
     def __init__(self, source: str, path: Path) -> None:
         #: What the user wrote (a path or a hub id).
@@ -52,6 +70,9 @@ class CheckpointReader(ABC):
         """Return one tensor's stored data as a read-only numpy array of its shape (it may map
         the file); bfloat16 and float8 come as unsigned integers holding the bits (see
         ``sparsecheck._dtypes.STORAGE``).  An alias name reads its target."""
+
+    def will_read(self, names: Sequence[str]) -> None:  # noqa: B027 - optional hook, empty by design
+        """The stored names the pass will :meth:`read`, in order (a remote reader fetches ahead)."""
 
     def release(self, name: str) -> None:  # noqa: B027 - optional hook, empty by design
         """Tell the reader ``name`` is no longer needed (lets it drop mapped pages)."""

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparsecheck import __version__
 from sparsecheck._atomic import write_text_atomic
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
+from sparsecheck._version import __version__
 from sparsecheck.metrics._api import MetricResult
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ class ResultCache:
 
     def _identity(self, rid: str, reader: CheckpointReader) -> Any:
         if rid not in self._identities:
-            self._identities[rid] = [reader.fingerprint(), _file_stats(reader.path)]
+            stats = [] if reader.remote else _file_stats(reader.path)  # remote: sizes and ETags
+            self._identities[rid] = [reader.fingerprint(), stats]
         return self._identities[rid]
 
     def get(self, key: str) -> MetricResult | None:

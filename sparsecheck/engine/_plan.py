@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ def reader_id(ref: CheckpointRef, spec_dir: Path) -> str:
     """A checkpoint's identity across spec files: its resolved path, or hub id and revision."""
     path = Path(ref.source).expanduser()
     path = path if path.is_absolute() else spec_dir / path
-    if path.exists():
+    if os.path.exists(path):  # False, too, when that cannot be told: opening it says why
         return str(path.resolve())
     return ref.source + (f"@{ref.revision}" if ref.revision and "@" not in ref.source else "")
 
@@ -154,11 +155,14 @@ class Planner:
 
 
 def _is_run_folder(folder: Path) -> bool:
-    return (
-        folder.is_dir()
-        and not any((folder / name).exists() for name in WEIGHT_FILES)
-        and any(STEP_FOLDER.fullmatch(p.name) for p in folder.iterdir())
-    )
+    try:
+        return (
+            folder.is_dir()
+            and not any((folder / name).exists() for name in WEIGHT_FILES)
+            and any(STEP_FOLDER.fullmatch(p.name) for p in folder.iterdir())
+        )
+    except OSError:  # not readable: opening it as a checkpoint says so
+        return False
 
 
 def where_stored(planned: Sequence[PlannedCheck]) -> dict[str, dict[str, StoredTensor]]:

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from sparsecheck._config import OptionRegistry, ReadProgress
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.engine._prefetch import available_cores, prepared
@@ -74,7 +74,7 @@ def read_pass(
 
     With ``workers`` > 1, reducers' ``prepare`` runs in that many worker processes ahead of
     ``update``; None: as many as there are cores, for a pass reading at least
-    :data:`PARALLEL_MIN_BYTES`.
+    :data:`PARALLEL_MIN_BYTES` from local checkpoints (remote ones read ahead in threads).
     """
     readers = planner.readers
     where = where_stored(planned)
@@ -101,8 +101,12 @@ def read_pass(
 
     nbytes = {name: sum(s.nbytes for s in where[name].values()) for name in names}
     total_bytes = sum(nbytes.values())
+    remote = any(reader.remote for reader in readers.values())
     if workers is None:
-        workers = available_cores() if total_bytes >= PARALLEL_MIN_BYTES else 1
+        workers = available_cores() if total_bytes >= PARALLEL_MIN_BYTES and not remote else 1
+    if workers <= 1:  # a remote reader fetches ahead in threads; forked workers fetch their own
+        for rid, reader in readers.items():
+            reader.will_read([where[name][rid].meta.name for name in names if rid in where[name]])
     done_bytes, start = 0, time.perf_counter()
     for index, entry in enumerate(prepared(names, nbytes, open_group, release, workers)):
         for position, item in enumerate(entry.items):

@@ -7,6 +7,7 @@ and policy is shared (through ``TensorGroup.memo``) by every metric of a pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from sparsecheck._dtypes import FLOATS, PRECISION, bits, compute_dtype, round_to_bfloat16_bits, widen
 from sparsecheck.errors import UsageError
+from sparsecheck.metrics import _fused
 from sparsecheck.metrics._api import Param, TensorGroup
 
 POLICIES = ("exact", "atol", "rtol")
@@ -50,17 +52,24 @@ class EqualityPolicy:
     name: str
     tol: float
 
+    def __post_init__(self) -> None:
+        check_tolerance(self.tol, "tol")
+
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> EqualityPolicy:
         name = args.get("policy", "atol")
         tol = args.get("tol")
-        tol = DEFAULT_TOLERANCE[name] if tol is None else float(tol)
-        if tol < 0:
-            raise UsageError(f"tol must be >= 0, got {tol}")
-        return cls(name, tol)
+        return cls(name, DEFAULT_TOLERANCE[name] if tol is None else float(tol))
 
     def describe(self) -> str:
         return "exact" if self.name == "exact" else f"{self.name} tol={self.tol:g}"
+
+
+def check_tolerance(tol: float, what: str) -> None:
+    """Raise a :class:`UsageError` naming ``what`` unless ``tol`` is a finite number >= 0
+    (a NaN tolerance would call every entry unchanged)."""
+    if not (math.isfinite(tol) and tol >= 0):
+        raise UsageError(f"{what} must be a finite number >= 0, got {tol}")
 
 
 @dataclass
@@ -75,8 +84,9 @@ class PairComparison:
     #: Entries that differ once both sides are rounded to bfloat16 (None when neither side is
     #: stored wider than bfloat16).
     changed_if_bf16: int | None
+    #: The largest |Δ|; inf when an entry changed to or from a non-finite value (NaN or ±inf).
     max_abs_delta: float
-    #: Counts of nonzero |Δ| in bins at most 25% wide (see :func:`delta_quantile`).
+    #: Counts of finite nonzero |Δ| in bins at most 25% wide (see :func:`delta_quantile`).
     delta_histogram: np.ndarray
     #: The changed-mask of the flattened tensor, one bit per entry (``np.packbits``, little bit
     #: order): an eighth of a bool mask to keep or to send between processes.
@@ -135,44 +145,62 @@ def compare_arrays(
     A chunk where at most 1/SPARSE of the entries' stored bits differ has only those entries
     widened; one where more differ is widened whole, into buffers that stay in the CPU cache
     (measured faster from about that share on), and after such a chunk the next goes straight
-    to the whole-chunk path, skipping the comparison of bits unless a NaN turns up.
+    to the whole-chunk path, skipping the comparison of bits unless a NaN turns up.  Same-dtype
+    float pairs go through the fused engine where it is installed (:mod:`._fused`), which does
+    the same in one compiled pass per chunk, with the same results.
     """
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
     packed = np.empty((flat_a.size + 7) // 8, dtype=np.uint8)
-    counts = _Counts(policy, a_dtype, b_dtype)
-    hit = np.empty(min(CHUNK, flat_a.size), dtype=np.bool_)
-    for span in chunk_spans(flat_a.size):
-        out = hit[: min(span.stop, flat_a.size) - span.start]
-        counts.add(flat_a[span], flat_b[span], out)
-        packed[span.start // 8 : span.start // 8 + (out.size + 7) // 8] = np.packbits(out, bitorder="little")
+    histogram = np.zeros(HIST_BINS, dtype=np.int64)
+    bf16_check = _bf16_check(a_dtype, b_dtype)
+    result = None
+    if a_dtype == b_dtype:
+        result = _fused.compare(
+            flat_a, flat_b, a_dtype, policy.name, policy.tol, bf16_check, packed, histogram
+        )
+    if result is None:
+        counts = _Counts(policy, a_dtype, b_dtype, histogram)
+        hit = np.empty(min(CHUNK, flat_a.size), dtype=np.bool_)
+        for span in chunk_spans(flat_a.size):
+            out = hit[: min(span.stop, flat_a.size) - span.start]
+            counts.add(flat_a[span], flat_b[span], out)
+            start = span.start // 8
+            packed[start : start + (out.size + 7) // 8] = np.packbits(out, bitorder="little")
+        result = _fused.FusedCounts(
+            counts.changed, counts.moved, counts.changed_if_bf16, counts.max_abs_delta
+        )
     return PairComparison(
         numel=int(flat_a.size),
-        changed=counts.changed,
-        moved=counts.moved,
-        changed_if_bf16=counts.changed_if_bf16 if counts.bf16_check else None,
-        max_abs_delta=counts.max_abs_delta,
-        delta_histogram=counts.histogram,
+        changed=result.changed,
+        moved=result.moved,
+        changed_if_bf16=result.changed_if_bf16 if bf16_check else None,
+        max_abs_delta=result.max_abs_delta,
+        delta_histogram=histogram,
         packed=packed,
         shape=tuple(a.shape),
         dtypes=(a_dtype, b_dtype),
     )
 
 
+def _bf16_check(a_dtype: str, b_dtype: str) -> bool:
+    """Whether a float side is stored wider than bfloat16 (then the bf16-rounded count is kept)."""
+    is_float = a_dtype in FLOATS or b_dtype in FLOATS
+    return is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > PRECISION["bfloat16"]
+
+
 class _Counts:
     """The running counts of one tensor pair's comparison, and its scratch buffers."""
 
-    def __init__(self, policy: EqualityPolicy, a_dtype: str, b_dtype: str) -> None:
+    def __init__(self, policy: EqualityPolicy, a_dtype: str, b_dtype: str, histogram: np.ndarray) -> None:
         self.policy, self.a_dtype, self.b_dtype = policy, a_dtype, b_dtype
         self.same_dtype = a_dtype == b_dtype
         is_float = a_dtype in FLOATS or b_dtype in FLOATS
         self.integer = self.same_dtype and not is_float
         self.wide = compute_dtype(a_dtype, b_dtype) if is_float else np.dtype(np.float64)
-        self.bf16_check = (
-            is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > (PRECISION["bfloat16"])
-        )
+        self.bf16_check = _bf16_check(a_dtype, b_dtype)
         self.changed = self.moved = self.changed_if_bf16 = 0
         self.max_abs_delta = 0.0
-        self.histogram = np.zeros(HIST_BINS, dtype=np.int64)
+        self.histogram = histogram
         self.values = (np.empty(CHUNK, dtype=self.wide), np.empty(CHUNK, dtype=self.wide))
         self.delta = np.empty(CHUNK, dtype=self.wide)
         self.differ = np.empty(CHUNK, dtype=np.bool_)
@@ -224,7 +252,8 @@ class _Counts:
         else:
             bound: float | np.ndarray = self.policy.tol
             if self.policy.name == "rtol":
-                bound = self.policy.tol * np.maximum(np.abs(values_a), np.abs(values_b))
+                with np.errstate(invalid="ignore", over="ignore"):
+                    bound = self.policy.tol * np.maximum(np.abs(values_a), np.abs(values_b))
             if nan_free:
                 np.greater(delta, bound, out=hit)
             else:  # changed: differ and not |Δ| <= bound (so a NaN |Δ| is changed)
@@ -232,6 +261,10 @@ class _Counts:
                 np.less_equal(delta, bound, out=near)
                 np.logical_not(near, out=near)
                 np.logical_and(differ, near, out=hit)
+            if not np.isfinite(largest):
+                # A change to or from NaN or ±inf is changed under every policy (under rtol
+                # the bound tol·inf would call inf → -inf unchanged).
+                hit |= differ & ~(np.isfinite(values_a) & np.isfinite(values_b))
         self.changed += int(np.count_nonzero(hit))
         self.moved += moved
         self._spread(delta, largest, moved, differ)
@@ -259,9 +292,11 @@ class _Counts:
         return differ
 
     def _spread(self, delta: np.ndarray, largest: float, moved: int, differ: np.ndarray) -> None:
-        """Add the largest finite |Δ| and the histogram of the moved entries' |Δ| (``differ``)."""
-        if not np.isfinite(largest):
-            largest = float(delta[np.isfinite(delta)].max(initial=0.0))
+        """Add the largest |Δ| (inf for a NaN: a change to or from NaN is unbounded) and the
+        histogram of the moved entries' finite |Δ| (``differ``)."""
+        if not np.isfinite(largest):  # the NaN may be an unmoved entry's (inf - inf, same bits)
+            moved_delta = delta[differ]
+            largest = math.inf if np.isnan(moved_delta).any() else float(moved_delta.max(initial=0.0))
         self.max_abs_delta = max(self.max_abs_delta, largest)
         if moved <= HIST_SAMPLES:
             sample, weight = delta[np.flatnonzero(differ)], 1
@@ -282,7 +317,8 @@ _HIST_NONFINITE = 0x7F800000 >> HIST_SHIFT
 
 
 def delta_quantile(histogram: np.ndarray, q: float) -> float:
-    """Approximate quantile ``q`` of the nonzero |Δ| counted in ``histogram`` (within ±12%)."""
+    """Approximate quantile ``q`` of the finite nonzero |Δ| counted in ``histogram`` (within
+    ±12%); changes to or from NaN or ±inf are left out (``max_abs_delta`` shows them as inf)."""
     total = int(histogram.sum())
     if total == 0:
         return 0.0

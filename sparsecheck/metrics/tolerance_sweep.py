@@ -12,12 +12,13 @@ range in which the seed claims its results are robust.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import (
     Fields,
@@ -62,9 +63,9 @@ class ToleranceSweepReducer(Reducer):
         self.base: str = args["base"]
         self.tuned: str = args["tuned"]
         given = list(args.get("tolerances", DEFAULT_TOLERANCES))
-        if not given or min(given) < 0:
+        if not given or not all(isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in given):
             raise UsageError(
-                f"{metric}: args.tolerances must be a non-empty list of numbers >= 0, got {given}"
+                f"{metric}: args.tolerances must be a non-empty list of finite numbers >= 0, got {given}"
             )
         self.tolerances = np.array(sorted(set(given)), dtype=np.float64)
         low, high = ROBUST_RANGE

@@ -17,7 +17,7 @@ import click
 
 from sparsecheck._atomic import prepare_output_path, write_output
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome
 
 

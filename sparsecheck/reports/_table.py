@@ -61,6 +61,22 @@ def format_duration(seconds: float, places: int = 1) -> str:
     return f"{seconds:.{places}f}s"
 
 
+def format_delta(delta: float) -> str:
+    """A signed change: ``+0.012``, ``-3.4e-05``, ``±0``."""
+    return "±0" if delta == 0 else ("+" if delta > 0 else "") + format_value(delta)
+
+
+def value_text(outcome: CheckOutcome) -> str:
+    """The value, with the baseline's and the change when compared with one:
+    ``0.91 (baseline 0.93, -0.02)``."""
+    text = format_value(outcome.value)
+    if outcome.baseline is None:
+        return text
+    delta = outcome.delta
+    change = "" if delta is None else f", {format_delta(delta)}"
+    return f"{text} (baseline {format_value(outcome.baseline)}{change})"
+
+
 def outcome_message(outcome: CheckOutcome) -> str:
     """The outcome's message, or what was expected and what came when it has none."""
     if outcome.message:
@@ -74,7 +90,7 @@ def outcome_rows(outcomes: Sequence[CheckOutcome], show_status: Callable[[Status
         [
             o.check.id,
             o.check.metric,
-            format_value(o.value),
+            value_text(o),
             o.expectation,
             show_status(o.status),
             "cached" if o.cached else format_duration(o.duration),

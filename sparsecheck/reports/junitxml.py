@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.reports._filereport import FileReport
-from sparsecheck.reports._table import format_value, outcome_message
+from sparsecheck.reports._table import outcome_message, value_text
 
 #: Characters XML 1.0 cannot carry, even escaped (pytest's junitxml does the same).
 _ILLEGAL_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -43,7 +43,7 @@ def _details(outcome: CheckOutcome) -> str:
     return (
         f"{outcome_message(outcome)}\n\n"
         f"expectation: {outcome.expectation}\n"
-        f"value: {format_value(outcome.value)}\n"
+        f"value: {value_text(outcome)}\n"
         f"location: {outcome.check.location}"
     )
 
@@ -91,7 +91,7 @@ class JUnitXmlReport(FileReport):
         for name, value in (
             ("metric", check.metric),
             ("status", outcome.status.value),
-            ("value", format_value(outcome.value)),
+            ("value", value_text(outcome)),
             ("expectation", outcome.expectation),
         ):
             _sub(properties, "property", name=name, value=value)

@@ -13,7 +13,7 @@ import time
 from tabulate import tabulate
 
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._table import (

@@ -18,7 +18,7 @@ import click
 from tabulate import tabulate
 
 from sparsecheck._config import Config, ReadProgress, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.metrics._api import Fields
 from sparsecheck.reports._table import (

@@ -7,6 +7,7 @@ one-item list.  Omitted arguments get their defaults, so the result is complete.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ def _is_number(value: Any) -> bool:
 def _float(param: Param, value: Any, context: _Context) -> float:
     if not _is_number(value):
         raise _Mismatch("a number")
+    if not math.isfinite(value):
+        raise _Mismatch("a finite number")
     return float(value)
 
 

@@ -7,7 +7,7 @@ with everything that depends on the metric (arguments, ``per``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,16 @@ from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
 from sparsecheck.spec._args import validate_args
 from sparsecheck.spec._messages import did_you_mean, show_value
-from sparsecheck.spec._model import OPERATORS, Check, CheckpointRef, CheckRef, Expectation, FieldRef, Operand
+from sparsecheck.spec._model import (
+    OPERATORS,
+    BaselineRef,
+    Check,
+    CheckpointRef,
+    CheckRef,
+    Expectation,
+    FieldRef,
+    Operand,
+)
 from sparsecheck.spec._yaml import YamlList, YamlMap, to_plain
 
 
@@ -151,29 +160,51 @@ def _expectation(item: YamlMap, where: str) -> Expectation:
     return Expectation(op=op, operands=operands, location=item.location, field=field, tol=tol)
 
 
-#: The keys of a ``{check: ID}`` operand.
+#: The keys of a ``{check: ID}`` and of a ``{baseline: true | FIELD}`` operand.
 _CHECK_REF_KEYS = frozenset({"check", "field", "times", "plus", "minus"})
+_BASELINE_REF_KEYS = frozenset({"baseline", "times", "plus", "minus"})
 
 
 def _operand(value: Any, where: str, location: Location) -> Operand:
     if isinstance(value, dict) and "check" in value:
         return _check_ref(value, where, location)
+    if isinstance(value, dict) and "baseline" in value:
+        return _baseline_ref(value, where, location)
     value = to_plain(value)
     if isinstance(value, dict):
         name = value.get("field")
         if set(value) != {"field"} or not isinstance(name, str) or not name:
-            raise SpecError(f"{where}: expected a number, {{field: NAME}} or {{check: ID}}", location)
+            raise SpecError(
+                f"{where}: expected a number, {{field: NAME}}, {{check: ID}} or {{baseline: true}}", location
+            )
         return FieldRef(name)
     return _number(value, where, location)
+
+
+def _located(value: dict[str, Any], location: Location) -> Callable[[str], Location]:
+    """``at(key)``: where ``value[key]`` is written (``location`` when not known)."""
+
+    def at(key: str) -> Location:
+        return value.value_location(key) if isinstance(value, YamlMap) else location
+
+    return at
+
+
+def _scaling(value: dict[str, Any], where: str, location: Location) -> tuple[float, float]:
+    """``times`` and ``plus`` - ``minus`` of a reference operand."""
+    at = _located(value, location)
+    numbers = {
+        key: _number(value[key], f"{where}.{key}", at(key))
+        for key in ("times", "plus", "minus")
+        if key in value
+    }
+    return numbers.get("times", 1.0), numbers.get("plus", 0.0) - numbers.get("minus", 0.0)
 
 
 def _check_ref(value: dict[str, Any], where: str, location: Location) -> CheckRef:
     """``{check: ID, field, times, plus | minus}``; that ``ID`` names a check of the file is
     checked once every check is loaded (:mod:`sparsecheck.spec._references`)."""
-
-    def at(key: str) -> Location:
-        return value.value_location(key) if isinstance(value, YamlMap) else location
-
+    at = _located(value, location)
     if not _CHECK_REF_KEYS.issuperset(value) or {"plus", "minus"} <= set(value):
         raise SpecError(f"{where}: expected {{check: ID, field, times, plus or minus}}", location)
     name = value["check"]
@@ -182,15 +213,21 @@ def _check_ref(value: dict[str, Any], where: str, location: Location) -> CheckRe
     field = value.get("field")
     if field is not None and (not isinstance(field, str) or not field):
         raise SpecError(f"{where}.field: expected a field name, got {show_value(field)}", at("field"))
-    numbers = {
-        key: _number(value[key], f"{where}.{key}", at(key))
-        for key in ("times", "plus", "minus")
-        if key in value
-    }
-    return CheckRef(
-        check=name,
-        field=field,
-        times=numbers.get("times", 1.0),
-        offset=numbers.get("plus", 0.0) - numbers.get("minus", 0.0),
-        location=at("check"),
-    )
+    times, offset = _scaling(value, where, location)
+    return CheckRef(check=name, field=field, times=times, offset=offset, location=at("check"))
+
+
+def _baseline_ref(value: dict[str, Any], where: str, location: Location) -> BaselineRef:
+    """``{baseline: true | FIELD, times, plus | minus}``: this check's result in the baseline."""
+    at = _located(value, location)
+    if not _BASELINE_REF_KEYS.issuperset(value) or {"plus", "minus"} <= set(value):
+        raise SpecError(f"{where}: expected {{baseline: true or FIELD, times, plus or minus}}", location)
+    name = value["baseline"]
+    if name is not True and (not isinstance(name, str) or not name):
+        raise SpecError(
+            f"{where}.baseline: expected true (the primary value) or a field name, got {show_value(name)}",
+            at("baseline"),
+        )
+    times, offset = _scaling(value, where, location)
+    field = None if name is True else name
+    return BaselineRef(field=field, times=times, offset=offset, location=at("baseline"))

@@ -11,25 +11,34 @@ A ``{check: ID}`` operand compares with another check's result, taken from ``res
 session's results by nodeid): its primary value or ``field``, times ``times``, plus the offset.
 The check is an ERROR, naming the referenced check, when that check errored, was skipped or
 lacks the field.  Under ``per`` every group is compared with that one number.
+
+A ``{baseline: true | FIELD}`` operand compares with this same check's result in the baseline
+(``--baseline FILE``, :mod:`sparsecheck.engine._baseline`); under ``per`` each group with its
+own group there.  When the baseline has no value for it, the check is an ERROR (a SKIP under
+``--baseline-missing skip``).  Whenever the baseline holds the check, the outcome carries the
+baseline's value, so reports show it and the delta.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import Location, SparsecheckError
 from sparsecheck.metrics._api import MetricResult, Scalar
-from sparsecheck.spec._model import Check, CheckRef, Expectation, FieldRef, Operand
+from sparsecheck.spec._model import BaselineRef, Check, CheckRef, Expectation, FieldRef, Operand
+
+if TYPE_CHECKING:
+    from sparsecheck.engine._baseline import Baseline, BaselineEntry
 
 _SYMBOLS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 #: A session's metric results by nodeid; an exception where a metric could not be computed.
 Results = Mapping[str, MetricResult | BaseException]
-#: The value of each ``{check: ID}`` operand of one check.
-_Referenced = Mapping[CheckRef, float]
 #: Failing groups a FAIL message names.
 _WORST_SHOWN = 3
 
@@ -37,6 +46,24 @@ _WORST_SHOWN = 3
 class _FieldProblem(Exception):
     """An expectation names a field the result does not have, or one that is not a number, or
     a check whose result is missing."""
+
+
+class _NoBaseline(Exception):
+    """A ``{baseline: …}`` operand has no value in the baseline (ERROR, or SKIP if asked)."""
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """What the reference operands of one check compare with: each ``{check: ID}``'s value, and
+    the baseline's fields for ``{baseline: …}`` (the group's under ``per``)."""
+
+    referenced: Mapping[CheckRef, float]
+    baseline: Mapping[str, Scalar] | None = None
+    baseline_value_field: str = ""
+    #: Where the baseline fields come from, for messages.
+    baseline_where: str = "the baseline"
+    #: Under ``per``: the baseline's groups of that granularity.
+    baseline_groups: Mapping[str, Mapping[str, Scalar]] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,20 +79,39 @@ class _Verdict:
 
 
 @hookimpl
-def sparsecheck_evaluate(check: Check, result: MetricResult, results: Results) -> CheckOutcome:
-    return evaluate(check, result, results)
+def sparsecheck_evaluate(
+    check: Check, result: MetricResult, results: Results, baseline: Baseline | None
+) -> CheckOutcome:
+    return evaluate(check, result, results, baseline)
 
 
-def evaluate(check: Check, result: MetricResult, results: Results | None = None) -> CheckOutcome:
+def evaluate(
+    check: Check, result: MetricResult, results: Results | None = None, baseline: Baseline | None = None
+) -> CheckOutcome:
     """Judge ``result`` against ``check``'s expectations; ``results`` (by nodeid) hold the
-    results of the checks it references."""
+    results of the checks it references, ``baseline`` the saved results ``{baseline: …}``
+    operands compare with."""
+    entry = baseline.entry(check) if baseline is not None else None
+    outcome = _evaluate(check, result, results or {}, baseline, entry)
+    if entry is not None:
+        outcome.baseline = entry.value
+    return outcome
+
+
+def _evaluate(
+    check: Check,
+    result: MetricResult,
+    results: Results,
+    baseline: Baseline | None,
+    entry: BaselineEntry | None,
+) -> CheckOutcome:
     expectation = describe(check)
     if check.skip is not None:
         return CheckOutcome(check, Status.SKIP, result, expectation=expectation, message=check.skip)
     try:
-        referenced = _referenced_values(check, results or {})
+        operands = _operands(check, results, baseline, entry)
         if check.per is None:
-            status, value, message = _judge_whole(check, result, referenced)
+            status, value, message = _judge_whole(check, result, operands)
         elif check.per not in result.groups:
             return CheckOutcome(
                 check,
@@ -77,7 +123,18 @@ def evaluate(check: Check, result: MetricResult, results: Results | None = None)
                 error_kind="internal",
             )
         else:
-            status, value, message = _judge_groups(check, result, result.groups[check.per], referenced)
+            status, value, message = _judge_groups(check, result, result.groups[check.per], operands)
+    except _NoBaseline as exc:
+        skip = baseline is not None and baseline.on_missing == "skip"
+        return CheckOutcome(
+            check,
+            Status.SKIP if skip else Status.ERROR,
+            result,
+            value=_shown_value(check, result) if check.per is None else None,
+            expectation=expectation,
+            message=str(exc) + ("" if skip else " (--baseline-missing skip makes it a SKIP)"),
+            error_kind=None if skip else "usage",
+        )
     except _FieldProblem as exc:
         return CheckOutcome(
             check, Status.ERROR, result, expectation=expectation, message=str(exc), error_kind="usage"
@@ -91,6 +148,48 @@ def describe(check: Check) -> str:
     if text and check.per is not None:
         text += f" per {check.per}" + (f", mostly {check.mostly:g}" if check.mostly is not None else "")
     return text
+
+
+def _operands(
+    check: Check, results: Results, baseline: Baseline | None, entry: BaselineEntry | None
+) -> _Operands:
+    """What ``check``'s reference operands compare with (the whole result's baseline fields)."""
+    operands = _Operands(_referenced_values(check, results))
+    if not check.baseline_refs:
+        return operands
+    if entry is None:
+        raise _NoBaseline((baseline or _no_baseline()).missing(check))
+    groups = None
+    if check.per is not None:
+        groups = entry.groups.get(check.per)
+        if groups is None:
+            raise _NoBaseline(
+                f"the baseline of check {check.id!r} has no {check.per} groups (saved without per:?)"
+            )
+    return dataclasses.replace(
+        operands,
+        baseline=entry.fields,
+        baseline_value_field=entry.value_field,
+        baseline_where=f"the baseline of check {check.id!r}",
+        baseline_groups=groups,
+    )
+
+
+def _no_baseline() -> Baseline:
+    from sparsecheck.engine._baseline import Baseline
+
+    return Baseline()
+
+
+def _group_operands(check: Check, operands: _Operands, key: str) -> _Operands:
+    """``operands`` for group ``key``: compared with the baseline's own group ``key``."""
+    if operands.baseline_groups is None:
+        return operands
+    fields = operands.baseline_groups.get(key)
+    if fields is None:
+        raise _NoBaseline(f"{check.per} group {key!r} is not in the baseline of check {check.id!r}")
+    where = f"the baseline's {check.per} group {key!r}"
+    return dataclasses.replace(operands, baseline=fields, baseline_where=where)
 
 
 def _referenced_values(check: Check, results: Results) -> dict[CheckRef, float]:
@@ -108,11 +207,11 @@ def _referenced_values(check: Check, results: Results) -> dict[CheckRef, float]:
     return values
 
 
-def _judge_whole(check: Check, result: MetricResult, referenced: _Referenced) -> tuple[Status, Scalar, str]:
+def _judge_whole(check: Check, result: MetricResult, operands: _Operands) -> tuple[Status, Scalar, str]:
     where = f"the {result.metric} result"
 
     def failures(expectations: Sequence[Expectation]) -> list[str]:
-        verdicts = (_judge(e, result.fields, result.value_field, where, referenced) for e in expectations)
+        verdicts = (_judge(e, result.fields, result.value_field, where, operands) for e in expectations)
         return [f"{v.reason} ({_short(v.location)})" for v in verdicts if not v.holds]
 
     shown = _shown_value(check, result)
@@ -138,7 +237,7 @@ def _judge_groups(
     check: Check,
     result: MetricResult,
     groups: Mapping[str, Mapping[str, Scalar]],
-    referenced: _Referenced,
+    operands: _Operands,
 ) -> tuple[Status, Scalar, str]:
     per = check.per
     if not groups:
@@ -150,7 +249,8 @@ def _judge_groups(
         failing: list[tuple[str, _Verdict]] = []
         for key, fields in groups.items():
             where = f"{per} group {key!r}"
-            verdicts = [_judge(e, fields, result.value_field, where, referenced) for e in expectations]
+            group_operands = _group_operands(check, operands, key)
+            verdicts = [_judge(e, fields, result.value_field, where, group_operands) for e in expectations]
             failed = [v for v in verdicts if not v.holds]
             if failed:
                 failing.append((key, max(failed, key=lambda v: v.shortfall)))
@@ -183,12 +283,12 @@ def _judge(
     fields: Mapping[str, Scalar],
     value_field: str,
     where: str,
-    referenced: _Referenced,
+    operands: _Operands,
 ) -> _Verdict:
     name = expectation.field or value_field
     label = expectation.field or "value"
     value = _number(fields, name, where)
-    bounds = [_operand(operand, fields, where, referenced) for operand in expectation.operands]
+    bounds = [_operand(operand, fields, where, operands) for operand in expectation.operands]
     shown = [
         _show_operand(operand, bound) for operand, bound in zip(expectation.operands, bounds, strict=True)
     ]
@@ -230,13 +330,20 @@ def _number(fields: Mapping[str, Scalar], name: str, where: str) -> float:
     return float(value)
 
 
-def _operand(operand: Operand, fields: Mapping[str, Scalar], where: str, referenced: _Referenced) -> float:
+def _operand(operand: Operand, fields: Mapping[str, Scalar], where: str, operands: _Operands) -> float:
     if isinstance(operand, FieldRef):
         return _number(fields, operand.field, where)
-    return referenced[operand] if isinstance(operand, CheckRef) else operand
+    if isinstance(operand, BaselineRef):
+        baseline = operands.baseline or {}
+        return operand.apply(
+            _number(baseline, operand.field or operands.baseline_value_field, operands.baseline_where)
+        )
+    return operands.referenced[operand] if isinstance(operand, CheckRef) else operand
 
 
 def _show_operand(operand: Operand, bound: float) -> str:
     if isinstance(operand, FieldRef):
         return f"{operand.field} ({bound:.6g})"
-    return f"{operand.describe()} ({bound:.6g})" if isinstance(operand, CheckRef) else f"{bound:g}"
+    if isinstance(operand, CheckRef | BaselineRef):
+        return f"{operand.describe()} ({bound:.6g})"
+    return f"{bound:g}"

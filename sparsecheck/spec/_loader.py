@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sparsecheck._files import read_regular
+from sparsecheck._paths import absolute_path
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
 from sparsecheck.spec._check import build_check
@@ -25,6 +27,8 @@ _MERGED_KEYS = ("args",)
 #: Keys consumed before a check's body is substituted.
 _STRUCTURE_KEYS = ("use", PRODUCT_KEY, ZIP_KEY)
 _BAD_ID_CHARACTERS = re.compile(r"[\s:\[\]]")
+#: The largest spec file read (a spec is a few kilobytes; this bounds the work on a wrong file).
+MAX_SPEC_BYTES = 16 << 20
 
 
 def load_spec(
@@ -33,13 +37,14 @@ def load_spec(
     """Load and validate the spec file at ``path`` against the registered ``metrics``;
     ``overrides`` replace (or add) ``vars:`` values.
 
-    Every problem is a :class:`SpecError` at the offending file:line:column.  Checkpoint
-    sources are kept as written (variables substituted); relative ones are relative to
-    ``path.parent``.
+    Every problem is a :class:`SpecError` at the offending file:line:column.  A checkpoint
+    source naming an existing local file or folder (relative ones relative to ``path.parent``)
+    becomes its absolute path; any other source is kept as written (variables substituted): a
+    hub id, or a path reported missing when it is opened.
     """
     filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_SPEC_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("not a UTF-8 text file", Location(filename)) from None
     except OSError as exc:
@@ -53,7 +58,7 @@ def load_spec(
         )
     validate_document(document)
     variables = spec_variables(document.get("vars"), overrides=overrides)
-    checkpoints = _checkpoints(document.get("checkpoints"), variables)
+    checkpoints = _checkpoints(document.get("checkpoints"), variables, path.parent)
     steps, produced = load_steps(document.get("steps"), variables, checkpoints, path)
     checkpoints.update(produced)
     templates: YamlMap = document.get("templates") or YamlMap(document.location)
@@ -72,8 +77,8 @@ def load_spec(
     return SpecFile(path=path, checkpoints=checkpoints, checks=checks, steps=steps)
 
 
-def _checkpoints(table: YamlMap | None, variables: Variables) -> dict[str, CheckpointRef]:
-    """The ``checkpoints:`` table, variables substituted (sources are not resolved here)."""
+def _checkpoints(table: YamlMap | None, variables: Variables, spec_dir: Path) -> dict[str, CheckpointRef]:
+    """The ``checkpoints:`` table, variables substituted, local paths made absolute."""
     refs: dict[str, CheckpointRef] = {}
     if table is None:
         return refs
@@ -96,6 +101,8 @@ def _checkpoints(table: YamlMap | None, variables: Variables) -> dict[str, Check
                     f"checkpoints.{key}.revision: expected a string, got {show_value(revision)}",
                     revision_location,
                 )
+        local = absolute_path(source, spec_dir)
+        source = str(local) if local.exists() else source
         refs[key] = CheckpointRef(key=key, source=source, location=location, revision=revision)
     return refs
 

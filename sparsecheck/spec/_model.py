@@ -3,7 +3,8 @@
 An expectation's operand is a number, another field of the same result (:class:`FieldRef`) or
 another check's result (:class:`CheckRef`, ``{check: sft-sparsity}``): a check of the same spec
 file, by id (a parametrized one with its ``[values]``), whose result is computed before the
-referencing check is judged.
+referencing check is judged; or the same check's result in a saved baseline
+(:class:`BaselineRef`, ``{baseline: true}``, see :mod:`sparsecheck.engine._baseline`).
 """
 
 from __future__ import annotations
@@ -80,19 +81,45 @@ class CheckRef:
 
     def describe(self) -> str:
         """``sft-sparsity.value``, ``full-accuracy.accuracy - 0.05``, ``1.1 * sft.value``."""
-        text = f"{self.check}.{self.field or 'value'}"
-        if self.times != 1.0:
-            text = f"{self.times:g} * {text}"
-        if self.offset:
-            text += f" {'+' if self.offset > 0 else '-'} {abs(self.offset):g}"
-        return text
+        return _scaled_text(f"{self.check}.{self.field or 'value'}", self.times, self.offset)
 
     def apply(self, referenced: float) -> float:
         """The operand's value, given the referenced field's."""
         return self.times * referenced + self.offset
 
 
-Operand = float | FieldRef | CheckRef
+@dataclass(frozen=True)
+class BaselineRef:
+    """An operand that names this same check's result in the baseline given with ``--baseline``
+    (``{baseline: true, minus: 0.02}``, ``{baseline: accuracy}``): ``times`` × its primary value
+    (or ``field``) + ``offset``.  Under ``per:`` each group is compared with its own group in
+    the baseline."""
+
+    field: str | None = None
+    times: float = 1.0
+    offset: float = 0.0
+    #: Where the reference is written (its ``baseline:`` value).
+    location: Location | None = dataclasses.field(default=None, compare=False)
+
+    def describe(self) -> str:
+        """``baseline.value``, ``baseline.accuracy - 0.02``, ``0.9 * baseline.value``."""
+        return _scaled_text(f"baseline.{self.field or 'value'}", self.times, self.offset)
+
+    def apply(self, referenced: float) -> float:
+        """The operand's value, given the baseline field's."""
+        return self.times * referenced + self.offset
+
+
+def _scaled_text(text: str, times: float, offset: float) -> str:
+    """``text`` with its factor and offset: ``0.5 * sft.value + 0.1``."""
+    if times != 1.0:
+        text = f"{times:g} * {text}"
+    if offset:
+        text += f" {'+' if offset > 0 else '-'} {abs(offset):g}"
+    return text
+
+
+Operand = float | FieldRef | CheckRef | BaselineRef
 
 
 @dataclass(frozen=True)
@@ -113,7 +140,7 @@ class Expectation:
         def show(x: Operand) -> str:
             if isinstance(x, FieldRef):
                 return x.field
-            return x.describe() if isinstance(x, CheckRef) else f"{x:g}"
+            return x.describe() if isinstance(x, CheckRef | BaselineRef) else f"{x:g}"
 
         if self.op == "between":
             return f"{show(self.operands[0])} <= {lhs} <= {show(self.operands[1])}"
@@ -156,6 +183,12 @@ class Check:
         """The ``{check: ID}`` operands of the check's ``expect`` and ``warn``, in order."""
         expectations = (*self.expect, *self.warn)
         return tuple(x for e in expectations for x in e.operands if isinstance(x, CheckRef))
+
+    @property
+    def baseline_refs(self) -> tuple[BaselineRef, ...]:
+        """The ``{baseline: …}`` operands of the check's ``expect`` and ``warn``, in order."""
+        expectations = (*self.expect, *self.warn)
+        return tuple(x for e in expectations for x in e.operands if isinstance(x, BaselineRef))
 
     @property
     def references(self) -> tuple[str, ...]:

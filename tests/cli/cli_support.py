@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,22 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: Arg) -> CliResult:
     code = main([str(arg) for arg in args])
     captured = capsys.readouterr()
     return CliResult(code, captured.out, captured.err)
+
+
+def run_console_script(cwd: Path, *args: Arg, **env: str) -> CliResult:
+    """``sparsecheck ARGS`` as a user runs it: the console script installed beside this
+    interpreter, in a subprocess started in ``cwd``, offline, with ``env`` added."""
+    script = Path(sys.executable).parent / "sparsecheck"
+    assert script.is_file(), f"{script}: sparsecheck is not installed in this environment"
+    done = subprocess.run(
+        [str(script), *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -7,8 +7,20 @@ import pytest
 import torch
 
 from sparsecheck._dtypes import from_torch_dtype
+from sparsecheck.errors import UsageError
 from sparsecheck.metrics import _equality as equality
+from sparsecheck.metrics import _fused
 from sparsecheck.metrics._equality import CHUNK, EqualityPolicy, compare_arrays, delta_quantile
+
+
+@pytest.fixture(autouse=True, params=["fused", "numpy"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test against both compare engines (the fused one where it is installed)."""
+    if request.param == "numpy":
+        monkeypatch.setenv(_fused.ENGINE_ENV, "numpy")
+    elif _fused.extension() is None:
+        pytest.skip("the optional fused engine (native/sparsecheck-fused) is not installed")
+    return str(request.param)
 
 
 def stored(t: torch.Tensor) -> tuple[np.ndarray, str]:
@@ -21,7 +33,8 @@ def stored(t: torch.Tensor) -> tuple[np.ndarray, str]:
 
 def reference(a: torch.Tensor, b: torch.Tensor, policy: str, tol: float) -> torch.Tensor:
     """The definitions, spelled out in torch on full tensors.  Identical stored bits are
-    unchanged under every policy (a NaN equals itself only then)."""
+    unchanged under every policy (a NaN equals itself only then); a change to or from NaN or
+    ±inf is changed under every policy."""
     wide = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
     fa, fb = a.to(wide), b.to(wide)
     differs = fa != fb
@@ -31,9 +44,10 @@ def reference(a: torch.Tensor, b: torch.Tensor, policy: str, tol: float) -> torc
     if policy == "exact":
         return differs
     delta = (fa - fb).abs()
+    nonfinite = differs & ~(fa.isfinite() & fb.isfinite())
     if policy == "atol":
-        return (delta > tol) | (delta.isnan() & differs)
-    return (delta > tol * torch.maximum(fa.abs(), fb.abs())) | (delta.isnan() & differs)
+        return (delta > tol) | nonfinite
+    return (delta > tol * torch.maximum(fa.abs(), fb.abs())) | nonfinite
 
 
 def run(a: torch.Tensor, b: torch.Tensor, policy: str, tol: float):  # type: ignore[no-untyped-def]
@@ -109,8 +123,7 @@ def test_policies_match_reference_across_sparse_and_dense_chunks(
     assert np.array_equal(got.mask, want.numpy())
     assert got.changed == int(want.sum())
     assert got.moved == int(reference(base, tuned, "exact", 0).sum())
-    deltas = (base.double() - tuned.double()).abs()
-    assert got.max_abs_delta == pytest.approx(float(deltas[deltas.isfinite()].max()), rel=1e-6)
+    assert got.max_abs_delta == float("inf")  # the 1.0 → -inf entries
 
 
 def test_exact_and_atol_disagree_on_tiny_weights() -> None:
@@ -189,3 +202,35 @@ def test_chunk_boundaries_and_sparsity_if_bf16() -> None:
 def test_bf16_pair_has_no_bf16_rounding_field() -> None:
     a = torch.randn(100).to(torch.bfloat16)
     assert run(a, a.clone(), "atol", 1e-5).changed_if_bf16 is None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize(("policy", "tol"), [("exact", 0.0), ("atol", 1e-5), ("rtol", 1e-3), ("rtol", 0.5)])
+def test_change_to_or_from_a_non_finite_value_is_changed_under_every_policy(
+    dtype: torch.dtype, policy: str, tol: float
+) -> None:
+    inf, nan = float("inf"), float("nan")
+    base = torch.tensor([inf, 0.25, inf, -inf, 1.0, nan, inf, 2.0], dtype=dtype)
+    tuned = torch.tensor([-inf, inf, 0.25, 3.0, nan, 1.0, inf, 2.0], dtype=dtype)
+    got = run(base, tuned, policy, tol)
+    assert got.mask.tolist() == [True] * 6 + [False, False]
+    assert got.max_abs_delta == inf
+
+
+def test_abs_delta_max_reports_inf_and_quantiles_leave_non_finite_out() -> None:
+    base = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    tuned = torch.tensor([float("inf"), 1.001, 1.001, 1.0])
+    got = run(base, tuned, "atol", 1e-5)
+    assert got.max_abs_delta == float("inf")
+    median = delta_quantile(got.delta_histogram, 0.5)
+    assert 0.001 / 1.25 <= median <= 0.001 * 1.25  # of the two finite |Δ| only
+    # unmoved infinities (inf - inf is NaN) neither count as moved nor raise the max
+    same = torch.tensor([float("inf"), -float("inf"), 1.0])
+    moved = run(same, torch.tensor([float("inf"), -float("inf"), 1.5]), "atol", 1e-5)
+    assert (moved.moved, moved.max_abs_delta) == (1, 0.5)
+
+
+@pytest.mark.parametrize("tol", [float("nan"), float("inf"), -1.0])
+def test_non_finite_or_negative_tolerance_is_rejected(tol: float) -> None:
+    with pytest.raises(UsageError, match="tol must be a finite number >= 0"):
+        EqualityPolicy.from_args({"policy": "atol", "tol": tol})

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from spec_support import HEADER, load, plugin_config, result, where
 
+from sparsecheck.engine._baseline import Baseline
 from sparsecheck.engine._outcome import Status
 from sparsecheck.spec._expect import evaluate
 from sparsecheck.spec._model import Check
@@ -214,6 +215,8 @@ def test_skipped_checks_are_skip(tmp_path: Path) -> None:
 def test_the_hook_is_the_plain_function(tmp_path: Path) -> None:
     check = make_check(tmp_path, "    expect: {gt: 0.7}\n")
     config = plugin_config()
-    outcome = config.hook.sparsecheck_evaluate(check=check, result=result({"sparsity": 0.5}), results={})
+    outcome = config.hook.sparsecheck_evaluate(
+        check=check, result=result({"sparsity": 0.5}), results={}, baseline=Baseline()
+    )
     assert outcome == evaluate(check, result({"sparsity": 0.5}))
     assert outcome.status is Status.FAIL

@@ -51,5 +51,5 @@ def test_cli_prints_the_prepared_folder(
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"")
-    assert main(["smollm2", "--cache-dir", str(tmp_path)]) == 0
+    assert main(["smollm2", "--model-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path)

@@ -1,4 +1,5 @@
-"""``sparsecheck demo --tiny``: suites 1–5 and §6 end to end on a tiny random model, with the HTML report."""
+"""``sparsecheck demo --tiny`` as the README has a new user run it: the installed console script,
+from a fresh empty folder, with the default (relative) ``--out``."""
 
 from __future__ import annotations
 
@@ -7,37 +8,37 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_support import run_console_script
 
 from sparsecheck._demo import SETTINGS, SUITES, equal_total_update, paper_suites
-from sparsecheck.cli import main
+from sparsecheck._manager import DISABLE_AUTOLOAD_ENV
 from sparsecheck.exitcodes import ExitCode
 
 
-def test_tiny_demo_runs_every_suite_and_writes_the_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_tiny_demo_from_an_empty_folder_runs_every_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.chdir(tmp_path)
-    report = tmp_path / "report.json"
-    code = main(["demo", "--tiny", "--out", str(tmp_path / "demo"), "--json", str(report)])
-    out = capsys.readouterr().out
+    monkeypatch.delenv(DISABLE_AUTOLOAD_ENV)  # the demo trains through the installed TRL plugin
+    done = run_console_script(tmp_path, "demo", "--tiny", "--json", "report.json")
+    shown = done.out + done.err
     # The seed's claims may fail on a tiny random model; what must hold is that everything ran.
-    assert code in (ExitCode.OK, ExitCode.CHECKS_FAILED), out
-    data = json.loads(report.read_text())
+    assert done.code in (ExitCode.OK, ExitCode.CHECKS_FAILED), shown
+    data = json.loads((tmp_path / "report.json").read_text())
     spec_files = {Path(check["nodeid"].split("::")[0]).name for check in data["checks"]}
     assert spec_files == {f"{name}.sparsecheck.yaml" for name in SUITES}
-    assert all(check["status"] in ("PASS", "FAIL", "WARN") for check in data["checks"]), out
+    assert all(check["status"] in ("PASS", "FAIL", "WARN") for check in data["checks"]), shown
+    assert "ERROR" not in done.out, shown
     trained = {step["id"] for step in data["steps"] if step["status"] in ("ran", "reused")}
     assert {"sft", "dpo", "grpo", "dpo-mask", "dpo-sub", "dpo-seed2", "dpo-data2"} <= trained
-    assert {
-        "dpo-beta4x",
-        "dpo-noclip",
-        "dpo-offpolicy",
-        "dpo-lr2x",
-        "grpo-beta004",
-        "grpo-beta016",
-    } <= trained
-    html = (tmp_path / "demo" / "report.html").read_text()
+    ablations = {"dpo-beta4x", "dpo-noclip", "dpo-offpolicy", "dpo-lr2x", "grpo-beta004", "grpo-beta016"}
+    assert ablations <= trained
+    out = tmp_path / "sparsecheck-demo"
+    assert all(
+        Path(path).is_absolute() and Path(path).is_relative_to(out)
+        for step in data["steps"]
+        for path in step["outputs"].values()
+    )
+    html = (out / "report.html").read_text()
     for figure in (
         "unchanged-fraction",
         "update-categories",
