@@ -39,8 +39,11 @@ _UNSUPPORTED = ("use_dora", "layer_replication")
 
 
 def is_adapter(path: Path) -> bool:
-    """Whether ``path`` is a PEFT adapter folder."""
-    return (path / CONFIG).is_file()
+    """Whether ``path`` is a PEFT adapter folder (False where it cannot be looked into)."""
+    try:
+        return (path / CONFIG).is_file()
+    except OSError:  # an unreadable folder: opening it says so
+        return False
 
 
 def open_adapter(source: str, base_dir: Path, base: CheckpointReader) -> AdapterReader:
