@@ -39,10 +39,11 @@ _UNSUPPORTED = ("use_dora", "layer_replication")
 
 
 def is_adapter(path: Path) -> bool:
-    """Whether ``path`` is a PEFT adapter folder (False where it cannot be looked into)."""
+    """Whether ``path`` is a PEFT adapter folder (False when that cannot be told: opening the
+    path as a checkpoint then says why)."""
     try:
         return (path / CONFIG).is_file()
-    except OSError:  # an unreadable folder: opening it says so
+    except OSError:
         return False
 
 
