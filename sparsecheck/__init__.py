@@ -7,9 +7,10 @@ The public API.  Plugin authors need ``hookimpl``, ``Metric``, ``Reducer``, ``Pa
 from __future__ import annotations
 
 from sparsecheck._config import Config, OptionRegistry, ReadProgress, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck._version import __version__
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._pairing import SkippedTensor
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import (
     CheckpointError,
@@ -25,9 +26,7 @@ from sparsecheck.metrics._api import (
     MetricResult,
     Param,
     Reducer,
-    SkippedTensor,
     TensorGroup,
-    TensorMeta,
 )
 from sparsecheck.metrics._grouping import GRANULARITIES, group_key, layer_of, module_of, sort_keys
 from sparsecheck.spec._model import Check, CheckpointRef, Expectation, SpecFile

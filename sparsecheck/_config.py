@@ -16,8 +16,7 @@ from sparsecheck.errors import UsageError
 if TYPE_CHECKING:
     import pluggy
 
-    from sparsecheck.engine._outcome import CheckOutcome
-    from sparsecheck.engine._steps import StepRecord
+    from sparsecheck.engine._outcome import CheckOutcome, StepRecord
     from sparsecheck.metrics._api import Metric
     from sparsecheck.spec._model import Check
 
@@ -78,7 +77,7 @@ class Config:
     def metrics(self) -> dict[str, Metric]:
         """Every registered metric by name (built once, on first use)."""
         if self._metrics is None:
-            from sparsecheck._manager import collect_metrics
+            from sparsecheck._registry import collect_metrics
 
             self._metrics = collect_metrics(self.pluginmanager)
         return self._metrics

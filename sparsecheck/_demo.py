@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import sparsecheck
 from sparsecheck.errors import UsageError
 
 #: The suites the demo runs, in order (suite 6, precision, is left to ``sparsecheck run``).
@@ -61,7 +60,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 def paper_suites() -> list[Path]:
     """The suite files, from the source tree this package runs from."""
-    folder = Path(sparsecheck.__file__).resolve().parents[1] / "specs" / "paper"
+    folder = Path(__file__).resolve().parents[1] / "specs" / "paper"
     if not folder.is_dir():
         raise UsageError(
             f"{folder}: the paper suites ship with sparsecheck's source repository; "

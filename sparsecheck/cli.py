@@ -11,13 +11,13 @@ from typing import Any
 import click
 import pluggy
 
-from sparsecheck import __version__
 from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
-from sparsecheck.errors import SparsecheckError
+from sparsecheck._version import __version__
+from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._grouping import GRANULARITIES
 
@@ -81,18 +81,12 @@ def _accepts_plugins(command: click.Command) -> click.Command:
 
 def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
     """``NAME=VALUE`` pairs; VALUE read like a spec's YAML, so ``--var tol=1e-5`` is a number."""
-    from sparsecheck.spec._yaml import load_yaml, to_plain
+    from sparsecheck.spec._variables import parse_assignments
 
-    parsed: dict[str, Any] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx, param)
-        try:
-            parsed[name] = to_plain(load_yaml(value, f"--var {name}")) if value else ""
-        except SparsecheckError:
-            parsed[name] = value
-    return parsed
+    try:
+        return parse_assignments(values)
+    except UsageError as exc:
+        raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
 
 
 def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
@@ -299,6 +293,22 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
             click.echo("no checks found", err=True)
             return ExitCode.NO_CHECKS_COLLECTED
         click.echo(f"ok: {len(checks)} checks in {len(files)} spec files")
+        return ExitCode.OK
+
+    @cli.command()
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option(
+        "--last", type=click.IntRange(min=1), default=10, show_default=True, help="Show the last N runs."
+    )
+    def history(file: Path, last: int) -> int:
+        """Print the runs a --history FILE holds: one row per check, one column per run."""
+        from sparsecheck.reports.history import history_table, read_history
+
+        records = read_history(file)
+        if not records:
+            click.echo(f"{file}: no runs yet", err=True)
+            return ExitCode.NO_CHECKS_COLLECTED
+        click.echo(history_table(records[-last:]))
         return ExitCode.OK
 
     @_accepts_plugins

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from sparsecheck._markers import PROJECT
+
 if TYPE_CHECKING:
     from sparsecheck._config import Config, OptionRegistry, ReadProgress, Session
     from sparsecheck.checkpoints._reader import CheckpointReader
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from sparsecheck.spec._model import Check, SpecFile
     from sparsecheck.training._api import TrainingBackend
 
-hookspec = pluggy.HookspecMarker("sparsecheck")
+hookspec = pluggy.HookspecMarker(PROJECT)
 
 
 # -- setup ---------------------------------------------------------------------------------

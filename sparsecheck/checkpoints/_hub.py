@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from sparsecheck import _progress as progress
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._formats import open_local
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.errors import CheckpointError

@@ -1,4 +1,4 @@
-"""The reader interface every checkpoint format implements."""
+"""The reader interface every checkpoint format implements, and what it says of a stored tensor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,22 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecheck.metrics._api import TensorMeta
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What is known about a stored tensor without reading it."""
+
+    name: str
+    #: Canonical dtype name: ``bfloat16``, ``float16``, ``float32``, ``float64``, ``int64``, …
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._dtypes import STORAGE
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._fingerprint import sampled_ranges
 from sparsecheck.checkpoints._formats import SAFETENSORS_FILE, SAFETENSORS_INDEX
 from sparsecheck.checkpoints._readahead import ReadAhead

@@ -34,7 +34,7 @@ import click
 
 import sparsecheck
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Scalar

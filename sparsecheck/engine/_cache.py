@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sparsecheck import __version__
 from sparsecheck._atomic import write_text_atomic
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
+from sparsecheck._version import __version__
 from sparsecheck.metrics._api import MetricResult
 
 if TYPE_CHECKING:

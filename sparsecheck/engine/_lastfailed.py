@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from sparsecheck._atomic import write_text_atomic
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import Status
 
 if TYPE_CHECKING:

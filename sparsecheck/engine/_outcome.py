@@ -1,13 +1,16 @@
-"""The outcome of one check: status, value, the metric result and a message."""
+"""What a session produced: each check's outcome (status, value, metric result, message) and
+each spec step's record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
+from sparsecheck.errors import SparsecheckError
 from sparsecheck.metrics._api import MetricResult, Scalar
-from sparsecheck.spec._model import Check
+from sparsecheck.spec._model import Check, Step
 
 
 class Status(str, Enum):
@@ -65,4 +68,36 @@ class CheckOutcome:
             "duration": self.duration,
             "cached": self.cached,
             "result": self.result.to_dict() if self.result else None,
+        }
+
+
+@dataclass
+class StepRecord:
+    """What became of one step in a session."""
+
+    step: Step
+    #: ``ran``, ``reused``, ``failed`` or ``blocked`` (a step it reads failed).
+    status: str
+    key: str | None = None
+    folder: Path | None = None
+    #: Key → the file or folder it names (absolute).
+    outputs: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    error: SparsecheckError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.step.id,
+            "nodeid": self.step.nodeid,
+            "action": self.step.action,
+            "location": str(self.step.location),
+            "status": self.status,
+            "key": self.key,
+            "folder": str(self.folder) if self.folder else None,
+            "outputs": {key: str(path) for key, path in self.outputs.items()},
+            "seconds": round(self.seconds, 3),
+            "message": self.message,
+            **self.details,
         }

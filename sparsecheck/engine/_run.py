@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from sparsecheck._config import OptionRegistry, ReadProgress
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.engine._prefetch import available_cores, prepared

@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sparsecheck import _progress as progress
-from sparsecheck._manager import collect_backends
+from sparsecheck._registry import collect_backends
 from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.engine._actions import Produced, train, write_mask
+from sparsecheck.engine._outcome import StepRecord
 from sparsecheck.engine._workdir import WorkFolder, file_digest, work_key
 from sparsecheck.errors import SparsecheckError, SpecError, UsageError
 from sparsecheck.spec._messages import did_you_mean
@@ -49,38 +50,6 @@ from sparsecheck.training._api import TrainingBackend
 
 if TYPE_CHECKING:
     from sparsecheck._config import Config, Session
-
-
-@dataclass
-class StepRecord:
-    """What became of one step in a session."""
-
-    step: Step
-    #: ``ran``, ``reused``, ``failed`` or ``blocked`` (a step it reads failed).
-    status: str
-    key: str | None = None
-    folder: Path | None = None
-    #: Key → the file or folder it names (absolute).
-    outputs: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
-    message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    error: SparsecheckError | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.step.id,
-            "nodeid": self.step.nodeid,
-            "action": self.step.action,
-            "location": str(self.step.location),
-            "status": self.status,
-            "key": self.key,
-            "folder": str(self.folder) if self.folder else None,
-            "outputs": {key: str(path) for key, path in self.outputs.items()},
-            "seconds": round(self.seconds, 3),
-            "message": self.message,
-            **self.details,
-        }
 
 
 @dataclass

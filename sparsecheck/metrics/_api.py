@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 import numpy as np
 
 from sparsecheck._dtypes import to_torch
+from sparsecheck.checkpoints._pairing import SkippedTensor as SkippedTensor  # results list them
+from sparsecheck.checkpoints._reader import CheckpointReader, TensorMeta
 
 if TYPE_CHECKING:
     import torch
 
-    from sparsecheck.checkpoints._reader import CheckpointReader
 
 Scalar = float | int | str | bool | None
 Fields = dict[str, Scalar]
@@ -38,6 +39,7 @@ ParamKind = Literal[
     "str",
     "choice",
     "floats",
+    "ints",
     "strings",
 ]
 
@@ -73,31 +75,6 @@ SELECTION_PARAMS: tuple[Param, ...] = (
         ("error", "skip"),
     ),
 )
-
-
-@dataclass(frozen=True)
-class TensorMeta:
-    """What is known about a stored tensor without reading it."""
-
-    name: str
-    #: Canonical dtype name: ``bfloat16``, ``float16``, ``float32``, ``float64``, ``int64``, …
-    dtype: str
-    shape: tuple[int, ...]
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-
-@dataclass(frozen=True)
-class SkippedTensor:
-    """A tensor name left out of a comparison, and why."""
-
-    name: str
-    reason: str
 
 
 class TensorGroup:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pluggy
 from tabulate import tabulate
 
-from sparsecheck._manager import metric_owners
+from sparsecheck._registry import metric_owners
 from sparsecheck.metrics._api import REQUIRED
 
 

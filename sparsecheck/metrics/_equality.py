@@ -16,6 +16,7 @@ import numpy as np
 
 from sparsecheck._dtypes import FLOATS, PRECISION, bits, compute_dtype, round_to_bfloat16_bits, widen
 from sparsecheck.errors import UsageError
+from sparsecheck.metrics import _fused
 from sparsecheck.metrics._api import Param, TensorGroup
 
 POLICIES = ("exact", "atol", "rtol")
@@ -144,44 +145,62 @@ def compare_arrays(
     A chunk where at most 1/SPARSE of the entries' stored bits differ has only those entries
     widened; one where more differ is widened whole, into buffers that stay in the CPU cache
     (measured faster from about that share on), and after such a chunk the next goes straight
-    to the whole-chunk path, skipping the comparison of bits unless a NaN turns up.
+    to the whole-chunk path, skipping the comparison of bits unless a NaN turns up.  Same-dtype
+    float pairs go through the fused engine where it is installed (:mod:`._fused`), which does
+    the same in one compiled pass per chunk, with the same results.
     """
     flat_a, flat_b = a.reshape(-1), b.reshape(-1)
     packed = np.empty((flat_a.size + 7) // 8, dtype=np.uint8)
-    counts = _Counts(policy, a_dtype, b_dtype)
-    hit = np.empty(min(CHUNK, flat_a.size), dtype=np.bool_)
-    for span in chunk_spans(flat_a.size):
-        out = hit[: min(span.stop, flat_a.size) - span.start]
-        counts.add(flat_a[span], flat_b[span], out)
-        packed[span.start // 8 : span.start // 8 + (out.size + 7) // 8] = np.packbits(out, bitorder="little")
+    histogram = np.zeros(HIST_BINS, dtype=np.int64)
+    bf16_check = _bf16_check(a_dtype, b_dtype)
+    result = None
+    if a_dtype == b_dtype:
+        result = _fused.compare(
+            flat_a, flat_b, a_dtype, policy.name, policy.tol, bf16_check, packed, histogram
+        )
+    if result is None:
+        counts = _Counts(policy, a_dtype, b_dtype, histogram)
+        hit = np.empty(min(CHUNK, flat_a.size), dtype=np.bool_)
+        for span in chunk_spans(flat_a.size):
+            out = hit[: min(span.stop, flat_a.size) - span.start]
+            counts.add(flat_a[span], flat_b[span], out)
+            start = span.start // 8
+            packed[start : start + (out.size + 7) // 8] = np.packbits(out, bitorder="little")
+        result = _fused.FusedCounts(
+            counts.changed, counts.moved, counts.changed_if_bf16, counts.max_abs_delta
+        )
     return PairComparison(
         numel=int(flat_a.size),
-        changed=counts.changed,
-        moved=counts.moved,
-        changed_if_bf16=counts.changed_if_bf16 if counts.bf16_check else None,
-        max_abs_delta=counts.max_abs_delta,
-        delta_histogram=counts.histogram,
+        changed=result.changed,
+        moved=result.moved,
+        changed_if_bf16=result.changed_if_bf16 if bf16_check else None,
+        max_abs_delta=result.max_abs_delta,
+        delta_histogram=histogram,
         packed=packed,
         shape=tuple(a.shape),
         dtypes=(a_dtype, b_dtype),
     )
 
 
+def _bf16_check(a_dtype: str, b_dtype: str) -> bool:
+    """Whether a float side is stored wider than bfloat16 (then the bf16-rounded count is kept)."""
+    is_float = a_dtype in FLOATS or b_dtype in FLOATS
+    return is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > PRECISION["bfloat16"]
+
+
 class _Counts:
     """The running counts of one tensor pair's comparison, and its scratch buffers."""
 
-    def __init__(self, policy: EqualityPolicy, a_dtype: str, b_dtype: str) -> None:
+    def __init__(self, policy: EqualityPolicy, a_dtype: str, b_dtype: str, histogram: np.ndarray) -> None:
         self.policy, self.a_dtype, self.b_dtype = policy, a_dtype, b_dtype
         self.same_dtype = a_dtype == b_dtype
         is_float = a_dtype in FLOATS or b_dtype in FLOATS
         self.integer = self.same_dtype and not is_float
         self.wide = compute_dtype(a_dtype, b_dtype) if is_float else np.dtype(np.float64)
-        self.bf16_check = (
-            is_float and max(PRECISION.get(a_dtype, 64), PRECISION.get(b_dtype, 64)) > (PRECISION["bfloat16"])
-        )
+        self.bf16_check = _bf16_check(a_dtype, b_dtype)
         self.changed = self.moved = self.changed_if_bf16 = 0
         self.max_abs_delta = 0.0
-        self.histogram = np.zeros(HIST_BINS, dtype=np.int64)
+        self.histogram = histogram
         self.values = (np.empty(CHUNK, dtype=self.wide), np.empty(CHUNK, dtype=self.wide))
         self.delta = np.empty(CHUNK, dtype=self.wide)
         self.differ = np.empty(CHUNK, dtype=np.bool_)

@@ -30,10 +30,9 @@ import numpy as np
 
 from sparsecheck._atomic import atomic_file
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.checkpoints._safetensors import SafetensorsFile
 from sparsecheck.errors import CheckpointError, UsageError
-from sparsecheck.metrics._api import TensorMeta
 from sparsecheck.metrics._equality import POLICIES, EqualityPolicy
 
 FORMAT = "sparsecheck-mask"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
 from sparsecheck.metrics.update_sparsity import UpdateSparsity, UpdateSparsityReducer

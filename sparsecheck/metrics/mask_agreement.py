@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._agreement_null import (
     all_changed_moments,

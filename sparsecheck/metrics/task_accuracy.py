@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck import _progress as progress
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._hub import HUB_ID, download_snapshot
 from sparsecheck.errors import CheckpointError, UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import (
     Fields,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._runs import STEP_FOLDER
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import (

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck._atomic import prepare_output_path
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
 from sparsecheck.metrics._equality import POLICY_PARAMS, EqualityPolicy, compare

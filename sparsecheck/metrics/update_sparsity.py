@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._dtypes import compute_dtype
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
 from sparsecheck.metrics._equality import (

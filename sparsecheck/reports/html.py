@@ -15,6 +15,7 @@ Each figure is a ``<figure class="sc-figure" id="fig-<key>">`` (keys in ``_figur
 from __future__ import annotations
 
 import json
+import pathlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-import sparsecheck
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
+from sparsecheck._version import __version__
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.metrics._api import MetricResult, Scalar
 from sparsecheck.reports._figures import FIGURES, FigureKind, require_matplotlib
 from sparsecheck.reports._filereport import FileReport
+from sparsecheck.reports._history_chart import history_section
 from sparsecheck.reports._html_page import badge, esc, page, png_image, table
 from sparsecheck.reports._table import (
     format_duration,
@@ -39,10 +41,11 @@ from sparsecheck.reports._table import (
     summary_text,
     value_text,
 )
+from sparsecheck.reports.history import HistoryRecord, read_history
 from sparsecheck.spec._model import Check
 
 if TYPE_CHECKING:
-    from sparsecheck.engine._steps import StepRecord
+    from sparsecheck.engine._outcome import StepRecord
 
 INSTALL_HINT = "install sparsecheck[plots] for figures (pip install 'sparsecheck[plots]')"
 
@@ -247,17 +250,21 @@ def render_html(
     duration: float,
     exitstatus: int,
     steps: Mapping[str, StepRecord] | None = None,
+    history: Sequence[HistoryRecord] = (),
 ) -> str:
-    """The whole page; ``steps`` adds the training steps' loss curves."""
+    """The whole page; ``steps`` adds the training steps' loss curves, ``history`` (the runs
+    of ``--history``) a chart of each check's value across them."""
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     header = (
         "<header><h1>sparsecheck report</h1>"
         f'<p class="summary-line">{badge(overall_status(outcomes))} '
         f"{esc(summary_text(outcomes, deselected, duration))}</p>"
-        f'<p class="meta">created {esc(created)} · sparsecheck {esc(sparsecheck.__version__)} · '
+        f'<p class="meta">created {esc(created)} · sparsecheck {esc(__version__)} · '
         f"exit status {exitstatus}</p>"
         '<nav><a href="#results">Results</a><a href="#figures">Figures</a><a href="#checks">Checks</a>'
-        '<a href="#checkpoints">Checkpoints</a></nav></header>'
+        '<a href="#checkpoints">Checkpoints</a>'
+        + ('<a href="#history">History</a>' if history else "")
+        + "</nav></header>"
     )
     checks = "".join(check_section(i, o) for i, o in enumerate(outcomes))
     body = [
@@ -266,6 +273,7 @@ def render_html(
         figures_section(draw_figures([*outcomes, *training_outcomes(steps or {})])),
         f'<h2 id="checks">Checks</h2>{checks}',
         checkpoints_section(checkpoints),
+        history_section(history),
     ]
     return page("sparsecheck report", "\n".join(body))
 
@@ -284,8 +292,14 @@ class HtmlReport(FileReport):
             duration=time.time() - session.started,
             exitstatus=exitstatus,
             steps=session.steps,
+            history=self._history(),
         )
         return text.encode("utf-8")
+
+    def _history(self) -> list[HistoryRecord]:
+        """The ``--history`` file's runs, this one included (appended before this report)."""
+        path = self.config.getoption("history_path")
+        return [] if path is None else read_history(pathlib.Path(path))
 
 
 @hookimpl

@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import sparsecheck
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
+from sparsecheck._version import __version__
 from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._table import COUNT_NAMES, status_counts
 
@@ -52,7 +52,7 @@ class JsonReport(FileReport):
         summary["deselected"] = len(session.config.deselected)
         summary["total"] = len(self.outcomes)
         return {
-            "sparsecheck_version": sparsecheck.__version__,
+            "sparsecheck_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration": round(time.time() - session.started, 3),
             "exitstatus": exitstatus,

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from sparsecheck._config import Config, OptionRegistry, Session
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._table import outcome_message, value_text

@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sparsecheck._config import Config
-from sparsecheck._manager import LOCAL_PLUGIN_FILE, hookimpl, load_local_plugin
+from sparsecheck._manager import LOCAL_PLUGIN_FILE, load_local_plugin
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.spec._loader import load_spec
 from sparsecheck.spec._model import Check, SpecFile

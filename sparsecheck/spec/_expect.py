@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import Location, SparsecheckError
 from sparsecheck.metrics._api import MetricResult, Scalar

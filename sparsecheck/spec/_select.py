@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from sparsecheck._config import Config, OptionRegistry
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.spec._collect import SPEC_GLOBS
 from sparsecheck.spec._expression import Expression, ExpressionError, compile_expression

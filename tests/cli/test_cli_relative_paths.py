@@ -23,7 +23,7 @@ from sparsecheck.testing import plant_changes, tiny_llama_state_dict, write_chec
 PLUGIN = """
 import torch
 from safetensors.torch import load_file
-from sparsecheck._manager import hookimpl
+from sparsecheck._markers import hookimpl
 from sparsecheck.metrics._maskfile import MaskFile
 from sparsecheck.testing import plant_changes, write_checkpoint
 from sparsecheck.training._api import TrainingBackend, TrainResult

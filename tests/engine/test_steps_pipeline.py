@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sparsecheck._manager import hookimpl
+from sparsecheck import hookimpl
 from sparsecheck.engine._outcome import Status
 from sparsecheck.engine._workdir import WorkFolder
 from sparsecheck.exitcodes import ExitCode

@@ -14,7 +14,8 @@ import torch
 
 from sparsecheck import MetricResult, Status
 from sparsecheck._dtypes import from_torch_dtype
-from sparsecheck.metrics._api import TensorGroup, TensorMeta
+from sparsecheck.checkpoints._reader import TensorMeta
+from sparsecheck.metrics._api import TensorGroup
 from sparsecheck.metrics.weight_similarity import WeightSimilarity
 from sparsecheck.testing import plant_changes, run_checks, tiny_llama_state_dict, write_checkpoint
 

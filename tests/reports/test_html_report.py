@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from sparsecheck._config import Session
-from sparsecheck._manager import DISABLE_AUTOLOAD_ENV, hookimpl
+from sparsecheck._manager import DISABLE_AUTOLOAD_ENV
+from sparsecheck._markers import hookimpl
 from sparsecheck.cli import main
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import Location, UsageError

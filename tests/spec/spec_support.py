@@ -10,9 +10,8 @@ from typing import Any
 import pluggy
 import pytest
 
-from sparsecheck import hookspec
+from sparsecheck import hookimpl, hookspec
 from sparsecheck._config import Config
-from sparsecheck._manager import hookimpl
 from sparsecheck.errors import SpecError
 from sparsecheck.metrics._api import Metric, MetricResult, Param, Reducer
 from sparsecheck.spec import _collect, _expect, _select

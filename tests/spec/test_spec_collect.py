@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from spec_support import HEADER, plugin_config, write
 
-from sparsecheck._manager import hookimpl
+from sparsecheck import hookimpl
 from sparsecheck.errors import SpecError, UsageError
 from sparsecheck.spec._collect import collect
 from sparsecheck.spec._model import Check, SpecFile

@@ -6,7 +6,7 @@ Registered through the ``sparsecheck`` entry point; ``sparsecheck_add_backends``
 
 from __future__ import annotations
 
-from sparsecheck._manager import hookimpl
+from sparsecheck import hookimpl
 from sparsecheck.training._api import TrainingBackend
 from sparsecheck_trl._backend import TrlBackend
 
