@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sparsecheck.checkpoints._adapter import open_adapter
 from sparsecheck.checkpoints._formats import WEIGHT_FILES
 from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.checkpoints._pairing import pair_tensors
@@ -38,7 +39,10 @@ class PlannedCheck:
 
 
 def reader_id(ref: CheckpointRef, spec_dir: Path) -> str:
-    """A checkpoint's identity across spec files: its resolved path, or hub id and revision."""
+    """A checkpoint's identity across spec files: its resolved path, or hub id and revision
+    (an adapter's: its base's, ``+``, its own)."""
+    if ref.base is not None:
+        return f"{reader_id(ref.base, spec_dir)}+{reader_id(replace(ref, base=None), spec_dir)}"
     path = Path(ref.source).expanduser()
     path = path if path.is_absolute() else spec_dir / path
     if os.path.exists(path):  # False, too, when that cannot be told: opening it says why
@@ -58,8 +62,12 @@ class Planner:
         rid = reader_id(ref, spec_dir)
         if rid not in self.readers and rid not in self.open_errors:
             try:
-                source = rid if Path(rid).is_absolute() else ref.source
-                self.readers[rid] = open_checkpoint(self.hook, source, spec_dir, ref.revision)
+                if ref.base is not None:
+                    base = self.readers[self.reader(ref.base, spec_dir)]
+                    self.readers[rid] = open_adapter(ref.source, spec_dir, base)
+                else:
+                    source = rid if Path(rid).is_absolute() else ref.source
+                    self.readers[rid] = open_checkpoint(self.hook, source, spec_dir, ref.revision)
             except SparsecheckError as exc:
                 if exc.location is None:
                     exc.location = ref.location

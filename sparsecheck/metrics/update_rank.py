@@ -30,6 +30,7 @@ recovers the update's rank.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,14 +106,28 @@ def resolve_device(metric: str, wanted: str) -> torch.device:
 
 
 def _summary(spectra: Sequence[Spectrum]) -> Fields:
-    count = len(spectra)
+    """Means and min over the changed matrices (ΔW ≠ 0: an untouched matrix has rank 0 and
+    would pull the mean down), and ``rank_pct_mean_all`` over every matrix."""
+    changed = [s for s in spectra if s.sigma_max > 0]
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else math.nan
+
+    energy: Fields = {}
+    for r in spectra[0].energy:  # over every matrix: a zero update keeps all of its energy
+        shares = [s.energy[r] for s in spectra]
+        energy[f"energy_rank_{r}_mean"] = mean(shares)
+        energy[f"energy_rank_{r}_min"] = min(shares)
     return {
-        "rank_pct_mean": sum(s.rank_pct for s in spectra) / count,
-        "rank_pct_min": min(s.rank_pct for s in spectra),
-        "stable_rank_mean": sum(s.stable_rank for s in spectra) / count,
-        "effective_rank_mean": sum(s.effective_rank for s in spectra) / count,
-        "matrices": count,
+        "rank_pct_mean": mean([s.rank_pct for s in changed]),
+        "rank_pct_mean_all": mean([s.rank_pct for s in spectra]),
+        "rank_pct_min": min((s.rank_pct for s in changed), default=math.nan),
+        "stable_rank_mean": mean([s.stable_rank for s in changed]),
+        "effective_rank_mean": mean([s.effective_rank for s in changed]),
+        "matrices": len(spectra),
+        "changed_matrices": len(changed),
         "full_rank_matrices": sum(s.rank == s.full for s in spectra),
+        **energy,
     }
 
 
@@ -126,6 +141,7 @@ def _tensor_fields(spectrum: Spectrum) -> Fields:
         "shape": f"{spectrum.shape[0]} x {spectrum.shape[1]}",
         "sigma_max": spectrum.sigma_max,
         "tol": spectrum.tol,
+        **{f"energy_rank_{r}": share for r, share in spectrum.energy.items()},
     }
 
 
@@ -140,8 +156,11 @@ class UpdateRankReducer(Reducer):
         self.sampler = MatrixSampler.from_args(metric, args)
         self.device = resolve_device(metric, args["device"])
         batch = args["batch"] if args["batch"] is not None else self.device.type == "cuda"
+        ranks = tuple(args["ranks"])
+        if any(r < 1 for r in ranks):
+            raise UsageError(f"{metric}: ranks must be positive integers, not {list(ranks)}")
         self.batcher: SvdBatcher = SvdBatcher(
-            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0
+            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0, ranks=ranks
         )
         self.non_matrix = 0
         self.low_precision = 0
@@ -193,9 +212,11 @@ class UpdateRankReducer(Reducer):
             definition=(
                 f"{self.metric}: numerical rank of ΔW = tuned - base per 2-D tensor, in {self.precision}: "
                 f"#{{sigma_i > tol}}, tol = {self.batcher.tolerance.describe()}; "
-                "rank_pct = 100 · rank / min(m, n), mean and min over matrices; "
+                "rank_pct = 100 · rank / min(m, n), mean and min over changed matrices (ΔW ≠ 0; "
+                "rank_pct_mean_all: mean over all); "
                 "stable rank ‖ΔW‖_F²/‖ΔW‖_2², effective rank exp(H(sigma/sum(sigma))); "
-                "a zero update has all three 0; METRICS.md"
+                "a zero update has all three 0; energy_rank_r = sum of the top r sigma² / sum(sigma²) "
+                "(1 for a zero update); METRICS.md"
             ),
             groups=self._groups(done),
             skipped=[*skipped, *self.non_finite],
@@ -224,8 +245,16 @@ class UpdateRankReducer(Reducer):
         if self.low_precision and self.batcher.tolerance.atol is None:
             notes.append(
                 f"{self.low_precision} matrices are stored in 16 bits or fewer: their rounding adds "
-                "full-rank noise to ΔW, which the default tolerance counts (stable and effective rank "
-                "are robust to it; an atol above the noise is not fooled)"
+                "full-rank noise to ΔW, which the default tolerance counts, and which inflates effective "
+                "rank too (a rank-1 update stored in bf16 can read ~150); stable rank is robust only "
+                "where the update is far above the noise; an atol above the noise's largest singular "
+                "value recovers the numerical rank"
+            )
+        untouched = sum(s.sigma_max == 0 for s in self.batcher.done.values())
+        if untouched:
+            notes.append(
+                f"{untouched} matrices are untouched (ΔW = 0): left out of the means and min "
+                "(rank_pct_mean_all counts them at rank 0)"
             )
         return notes
 
@@ -256,6 +285,13 @@ class UpdateRank(Metric):
         ),
         Param("sample_fraction", "float", "sample: random keeps this share of matrices (by name hash)", None),
         Param("seed", "int", "seed of sample: random", 0),
+        Param(
+            "ranks",
+            "ints",
+            "for each r: energy_rank_<r>, the share of ‖ΔW‖_F² in the top r singular values "
+            "(could the update ship as a rank-r LoRA?)",
+            (),
+        ),
     )
     value_field = "rank_pct_mean"
     granularities = GRANULARITIES

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -82,8 +83,23 @@ def _checkpoints(table: YamlMap | None, variables: Variables, spec_dir: Path) ->
     refs: dict[str, CheckpointRef] = {}
     if table is None:
         return refs
+    adapters: dict[str, Location] = {}
     for key, entry in table.items():
-        if isinstance(entry, YamlMap):
+        if isinstance(entry, YamlMap) and "adapter" in entry:
+            raw, location = entry["adapter"], entry.value_location("adapter")
+            if "path" in entry or "revision" in entry:
+                raise SpecError(
+                    f"checkpoints.{key}: an adapter entry is {{base: KEY, adapter: PATH}}, "
+                    "without path or revision",
+                    table.value_location(key),
+                )
+            adapters[key] = entry.value_location("base")
+        elif isinstance(entry, YamlMap):
+            if "base" in entry:
+                raise SpecError(
+                    f"checkpoints.{key}: base goes with adapter (a PEFT adapter folder)",
+                    table.value_location(key),
+                )
             raw, location = entry["path"], entry.value_location("path")
         else:
             raw, location = entry, table.value_location(key)
@@ -104,6 +120,15 @@ def _checkpoints(table: YamlMap | None, variables: Variables, spec_dir: Path) ->
         local = absolute_path(source, spec_dir)
         source = str(local) if local.exists() else source
         refs[key] = CheckpointRef(key=key, source=source, location=location, revision=revision)
+    for key, location in adapters.items():
+        base = table[key]["base"]
+        if base not in refs or base in adapters:
+            raise SpecError(
+                f"checkpoints.{key}.base: {base!r} is not a checkpoint of this table"
+                + (" (an adapter applies to a plain checkpoint)" if base in adapters else ""),
+                location,
+            )
+        refs[key] = dataclasses.replace(refs[key], base=refs[base])
     return refs
 
 

@@ -78,7 +78,7 @@ class TrlBackend(TrainingBackend):
         data = training_data(algorithm, request, sampler, tokenizer)
         del sampler
 
-        from sparsecheck_trl._callbacks import ExactMaskCallback, RecorderCallback
+        from sparsecheck_trl._callbacks import ExactMaskCallback, ProgressCallback, RecorderCallback
 
         # PPO optimizes its policy and value model together: mask and record the policy alone.
         own = model if algorithm.name == "ppo" else None
@@ -92,7 +92,7 @@ class TrlBackend(TrainingBackend):
             args=config,
             train_dataset=data.dataset,
             processing_class=tokenizer,
-            callbacks=[c for c in (mask_callback, recorder) if c is not None],
+            callbacks=[c for c in (mask_callback, recorder, ProgressCallback()) if c is not None],
             **extra,
         )
         from transformers.trainer_callback import PrinterCallback
