@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck._config import Config
+from sparsecheck.checkpoints._adapter import is_adapter
 from sparsecheck.errors import Location, UsageError
 from sparsecheck.spec._args import validate_args
 from sparsecheck.spec._model import Check, CheckpointRef
@@ -25,13 +26,16 @@ def pair_checks(
 ) -> list[Check]:
     """One check per metric over BASE → TUNED, no expectation.
 
+    A TUNED that is a PEFT adapter folder is read as BASE moved by the adapter.
     ``options`` (CLI values by argument name; None = not given) go to each metric that takes
     them; ``per`` to each metric that has that granularity.  An error opening a checkpoint names
     the argument (``TUNED: <path>: …``).
     """
+    base_ref = CheckpointRef("base", base, Location("BASE"))
+    adapter = is_adapter(Path(tuned).expanduser())
     refs = {
-        "base": CheckpointRef("base", base, Location("BASE")),
-        "tuned": CheckpointRef("tuned", tuned, Location("TUNED")),
+        "base": base_ref,
+        "tuned": CheckpointRef("tuned", tuned, Location("TUNED"), base=base_ref if adapter else None),
     }
     checks = []
     for name in metrics:

@@ -17,7 +17,7 @@ from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
 from sparsecheck._version import __version__
-from sparsecheck.errors import SparsecheckError
+from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._grouping import GRANULARITIES
 
@@ -81,18 +81,12 @@ def _accepts_plugins(command: click.Command) -> click.Command:
 
 def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
     """``NAME=VALUE`` pairs; VALUE read like a spec's YAML, so ``--var tol=1e-5`` is a number."""
-    from sparsecheck.spec._yaml import load_yaml, to_plain
+    from sparsecheck.spec._variables import parse_assignments
 
-    parsed: dict[str, Any] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx, param)
-        try:
-            parsed[name] = to_plain(load_yaml(value, f"--var {name}")) if value else ""
-        except SparsecheckError:
-            parsed[name] = value
-    return parsed
+    try:
+        return parse_assignments(values)
+    except UsageError as exc:
+        raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
 
 
 def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:

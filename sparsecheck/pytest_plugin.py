@@ -18,7 +18,7 @@ import pytest
 
 from sparsecheck._config import Config, Session
 from sparsecheck._manager import get_plugin_manager
-from sparsecheck._session import configure, error_outcome
+from sparsecheck._session import configure, error_outcome, exit_status, unconfigure
 from sparsecheck.engine._baseline import session_baseline
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import SparsecheckError
@@ -26,6 +26,8 @@ from sparsecheck.spec._model import Check
 
 _CONFIG_KEY = pytest.StashKey[Config]()
 _RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
+_SESSION_KEY = pytest.StashKey[Session]()
+_FAILING = (Status.FAIL, Status.ERROR)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,16 +56,90 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="worker processes for sparsecheck's read pass (default: one per core for large passes; "
         "1 under pytest-xdist)",
     )
+    group = parser.getgroup("sparsecheck")
+    for flag, (dest, metavar, help) in FORWARDED.items():
+        group.addoption(flag, dest=f"sparsecheck_{dest}", metavar=metavar, default=None, help=help)
+    group.addoption(
+        "--sparsecheck-var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        dest="sparsecheck_vars",
+        help="set a spec variable (${NAME}); VALUE is read as YAML",
+    )
+    group.addoption(
+        "--sparsecheck-strict-warnings",
+        action="store_true",
+        dest="sparsecheck_strict_warnings",
+        help="a check that WARNs fails its test",
+    )
+    group.addoption(
+        "--sparsecheck-baseline-missing",
+        choices=("error", "skip"),
+        default=None,
+        dest="sparsecheck_baseline_missing",
+        help="a check whose {baseline: …} has no value: error (default) or skip",
+    )
+
+
+#: pytest options with a value that set a ``sparsecheck run`` option: flag → (its dest, metavar, help).
+FORWARDED = {
+    "--sparsecheck-cache-dir": (
+        "cache_dir",
+        "DIR",
+        "sparsecheck's cache folder (default ./.sparsecheck_cache)",
+    ),
+    "--sparsecheck-baseline": ("baseline", "FILE", "compare with this baseline ({baseline: …} operands)"),
+    "--sparsecheck-save-baseline": ("save_baseline", "FILE", "save every check's result as a baseline"),
+    "--sparsecheck-history": ("history_path", "FILE", "append the run's results to this history file"),
+    "--sparsecheck-label": ("label", "TEXT", "the run's name in --sparsecheck-history"),
+    "--sparsecheck-json": ("json_path", "FILE", "write sparsecheck's JSON report"),
+    "--sparsecheck-md": ("md_path", "FILE", "write sparsecheck's Markdown summary"),
+    "--sparsecheck-html": ("html_path", "FILE", "write sparsecheck's HTML report"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _spec_vars(config)  # a malformed --sparsecheck-var stops pytest before collection
+
+
+def _spec_vars(pytest_config: pytest.Config) -> dict[str, Any]:
+    from sparsecheck.spec._variables import parse_assignments
+
+    try:
+        return parse_assignments(pytest_config.getoption("sparsecheck_vars"), "--sparsecheck-var")
+    except SparsecheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _config(pytest_config: pytest.Config) -> Config:
     if _CONFIG_KEY not in pytest_config.stash:
         pm = get_plugin_manager(pytest_config.getoption("sparsecheck_plugins") or ())
-        options = {"verbosity": -1, "workers": workers_option(pytest_config)}
-        config = Config(pm, options, invocation_dir=Path(str(pytest_config.invocation_params.dir)))
-        configure(config)
+        pm.set_blocked("terminal")  # pytest reports the checks; the file reports name themselves
+        try:
+            config = Config(
+                pm, run_options(pytest_config), invocation_dir=pytest_config.invocation_params.dir
+            )
+            configure(config)
+        except SparsecheckError as exc:
+            raise pytest.UsageError(str(exc)) from None
         pytest_config.stash[_CONFIG_KEY] = config
     return pytest_config.stash[_CONFIG_KEY]
+
+
+def run_options(pytest_config: pytest.Config) -> dict[str, Any]:
+    """The ``sparsecheck run`` options the pytest options set."""
+    # pytest shows the checks; at its default verbosity the file reports name their files.
+    verbosity = min(pytest_config.get_verbosity(), 0)
+    options: dict[str, Any] = {"verbosity": verbosity, "workers": workers_option(pytest_config)}
+    for dest, *_ in FORWARDED.values():
+        value = pytest_config.getoption(f"sparsecheck_{dest}")
+        if value is not None:
+            options[dest] = value if dest == "label" else Path(value)
+    options["strict_warnings"] = pytest_config.getoption("sparsecheck_strict_warnings")
+    options["baseline_missing"] = pytest_config.getoption("sparsecheck_baseline_missing")
+    options["vars"] = _spec_vars(pytest_config)
+    return options
 
 
 def workers_option(pytest_config: pytest.Config) -> int | None:
@@ -126,8 +202,15 @@ class CheckItem(pytest.Item):
 
     def runtest(self) -> None:
         outcome = self._outcome()
-        if outcome.status in (Status.FAIL, Status.ERROR):
+        config = _config(self.config)
+        config.hook.sparsecheck_check_report(outcome=outcome)
+        failing = (
+            (Status.FAIL, Status.ERROR, Status.WARN) if config.getoption("strict_warnings") else _FAILING
+        )
+        if outcome.status in failing:
             raise CheckFailed(outcome)
+        if outcome.status is Status.SKIP:
+            pytest.skip(outcome.message)
         if outcome.status is Status.WARN:
             import warnings
 
@@ -145,6 +228,7 @@ class CheckItem(pytest.Item):
             pending = [i.check for i in items if i.check.skip is None]
             pending += referenced_checks(pending, among=(c for i in items for c in i.spec_checks))
             session = Session(config, checks=pending)
+            self.config.stash[_SESSION_KEY] = session
             prepared = prepare_checks(session, pending)  # spec steps first
             results.update(prepared.errors)
             results.update(config.hook.sparsecheck_run_checks(session=session, checks=prepared.runnable))
@@ -169,6 +253,27 @@ class CheckItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.check.location.line
         return self.path, None if line is None else line - 1, f"{self.check.metric}: {self.check.id}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write sparsecheck's file reports (``--sparsecheck-json`` …, the baseline, the history)."""
+    checks = session.config.stash.get(_SESSION_KEY, None)
+    if checks is None:
+        return
+    status = exit_status(checks.outcomes, bool(checks.config.getoption("strict_warnings")))
+    checks.config.hook.sparsecheck_sessionfinish(session=checks, exitstatus=int(status))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    checks = config.stash.get(_SESSION_KEY, None)
+    if checks is not None:
+        checks.config.hook.sparsecheck_terminal_summary(session=checks, write=terminalreporter.write_line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    sparsecheck_config = config.stash.get(_CONFIG_KEY, None)
+    if sparsecheck_config is not None:
+        unconfigure(sparsecheck_config)
 
 
 class CheckFailed(Exception):

@@ -10,10 +10,11 @@ index file itself opens too.  Plugins that add formats implement the same hook w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sparsecheck._files import read_regular
+from sparsecheck._json import JsonError, loads_strict
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.checkpoints._safetensors import SafetensorsReader
@@ -26,6 +27,8 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+#: The largest index file read (one of a 400B-parameter model is under 10 MB).
+MAX_INDEX_BYTES = 100_000_000
 #: The files that make a folder a checkpoint, in the order they are preferred.
 WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
 
@@ -42,7 +45,17 @@ def sparsecheck_open_checkpoint(source: str, path: Path | None) -> CheckpointRea
 
 
 def open_local(source: str, path: Path) -> CheckpointReader:
-    """Open the checkpoint at an existing local ``path``; ``source`` is what the user wrote."""
+    """Open the checkpoint at an existing local ``path``; ``source`` is what the user wrote.
+
+    An OS error (permission denied, say) is a :class:`CheckpointError` naming the path.
+    """
+    try:
+        return _open_local(source, path)
+    except OSError as exc:
+        raise CheckpointError(f"{exc.filename or path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _open_local(source: str, path: Path) -> CheckpointReader:
     if path.is_dir():
         return _open_folder(source, path)
     name = path.name
@@ -60,18 +73,23 @@ def open_local(source: str, path: Path) -> CheckpointReader:
 
 
 def _open_folder(source: str, folder: Path) -> CheckpointReader:
-    if (folder / SAFETENSORS_FILE).is_file():
+    if _present(folder / SAFETENSORS_FILE):
         return SafetensorsReader(source, folder, [folder / SAFETENSORS_FILE], "safetensors")
-    if (folder / SAFETENSORS_INDEX).is_file():
+    if _present(folder / SAFETENSORS_INDEX):
         index = folder / SAFETENSORS_INDEX
         return _open_sharded(source, folder, index, SafetensorsReader, "safetensors-sharded")
-    if (folder / TORCH_FILE).is_file():
+    if _present(folder / TORCH_FILE):
         return _torch_reader(source, folder, [folder / TORCH_FILE], "torch")
-    if (folder / TORCH_INDEX).is_file():
+    if _present(folder / TORCH_INDEX):
         return _open_sharded(source, folder, folder / TORCH_INDEX, _torch_reader, "torch-sharded")
     raise CheckpointError(
         f"{folder}: no {SAFETENSORS_FILE}, {SAFETENSORS_INDEX}, {TORCH_FILE} or {TORCH_INDEX} in this folder"
     )
+
+
+def _present(path: Path) -> bool:
+    """Whether ``path`` is there and not a folder (a FIFO is opened, and refused, by name)."""
+    return path.exists() and not path.is_dir()
 
 
 def _open_sharded(
@@ -95,11 +113,11 @@ def _open_sharded(
 def read_weight_map(index: Path) -> dict[str, str]:
     """The ``weight_map`` of a sharded checkpoint's index: tensor name → shard file name."""
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = loads_strict(read_regular(index, MAX_INDEX_BYTES))
     except OSError as exc:
         raise CheckpointError(f"{index}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise CheckpointError(f"{index}: not valid JSON: {exc}") from None
+    except JsonError as exc:
+        raise CheckpointError(f"{index}: {exc}") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()

@@ -19,7 +19,7 @@ def open_checkpoint(hook: Any, source: str, base_dir: Path, revision: str | None
     path = Path(source).expanduser()
     if not path.is_absolute():
         path = base_dir / path
-    local = path.resolve() if path.exists() else None
+    local = path.resolve() if _exists(path) else None
     if local is None and revision and "@" not in source:
         source = f"{source}@{revision}"
     reader = hook.sparsecheck_open_checkpoint(source=source, path=local)
@@ -33,3 +33,15 @@ def open_checkpoint(hook: Any, source: str, base_dir: Path, revision: str | None
             "not a CheckpointReader"
         )
     return reader
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a :class:`CheckpointError` when that cannot be told (a folder on
+    the way that may not be searched)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return True

@@ -74,6 +74,10 @@ def pair_tensors(
     skipped = [SkippedTensor(name, _missing_reason(lacking, keys)) for name, lacking in missing.items()]
     skipped += [SkippedTensor(name, _shape_reason(s, keys)) for name, s in mismatched.items()]
     kept = [name for name in compared if name not in mismatched]
+    if kept and not any(sides[0].stored(name).meta.numel for name in kept):
+        raise CheckpointError(
+            f"{context}: every compared tensor has 0 entries ({_listing(kept)}): nothing to compare"
+        )
     if sides:
         first = sides[0]
         kept.sort(key=lambda name: (str(first.stored(name).file), first.stored(name).offset))

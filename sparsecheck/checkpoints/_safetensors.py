@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import mmap
 import struct
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,8 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from sparsecheck._dtypes import STORAGE
+from sparsecheck._files import open_regular
+from sparsecheck._json import JsonError, loads_strict, show
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
@@ -41,6 +42,8 @@ DTYPES = {
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
 }
+#: The largest header read (the safetensors library's own limit).
+MAX_HEADER_BYTES = 100_000_000
 _CAN_DROP_PAGES = hasattr(mmap, "MADV_DONTNEED") and hasattr(mmap.mmap, "madvise")
 
 
@@ -50,7 +53,7 @@ class SafetensorsFile:
     def __init__(self, file: Path) -> None:
         self.file = file
         try:
-            with open(file, "rb") as handle:
+            with open_regular(file) as handle:
                 size = handle.seek(0, 2)
                 handle.seek(0)
                 header_length = self._header_length(handle.read(8), size)
@@ -66,6 +69,8 @@ class SafetensorsFile:
         if len(prefix) < 8:
             raise self._corrupt(f"only {size} bytes, too short for a safetensors file")
         (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES:
+            raise self._corrupt(f"the header length ({length} bytes) is over the limit ({MAX_HEADER_BYTES})")
         if length > size - 8:
             raise self._corrupt(
                 f"the header length ({length} bytes) reaches past the end of the file "
@@ -75,8 +80,12 @@ class SafetensorsFile:
 
     def _parse(self, header: bytes, data_size: int) -> dict[str, StoredTensor]:
         try:
-            entries = json.loads(header)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            entries = loads_strict(header)
+        except JsonError as exc:
+            if exc.duplicate is not None:
+                raise self._corrupt(f"the header lists tensor {exc.duplicate!r} twice") from None
+            if str(exc) == "nested too deep":
+                raise self._corrupt("the header is nested too deep") from None
             raise self._corrupt("the header is not valid JSON: not a safetensors file, or corrupt") from None
         if not isinstance(entries, dict):
             raise self._corrupt("the header is not a JSON object")
@@ -92,11 +101,11 @@ class SafetensorsFile:
             raise self._corrupt(f"tensor {name!r}: header entry is not an object")
         code, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if code not in DTYPES:
-            raise self._corrupt(f"tensor {name!r}: unsupported dtype {code!r}")
+            raise self._corrupt(f"tensor {name!r}: unsupported dtype {show(code)}")
         if not _ints(shape) or any(d < 0 for d in shape):
-            raise self._corrupt(f"tensor {name!r}: bad shape {shape!r}")
+            raise self._corrupt(f"tensor {name!r}: bad shape {show(shape)}")
         if not _ints(offsets) or len(offsets) != 2 or not 0 <= offsets[0] <= offsets[1]:
-            raise self._corrupt(f"tensor {name!r}: bad data_offsets {offsets!r}")
+            raise self._corrupt(f"tensor {name!r}: bad data_offsets {show(offsets)}")
         begin, end = offsets
         if end > data_size:
             raise self._corrupt(

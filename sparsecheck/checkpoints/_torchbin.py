@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from sparsecheck._dtypes import STORAGE, from_torch_dtype
+from sparsecheck._files import open_regular
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
@@ -132,6 +133,10 @@ class TorchReader(CheckpointReader):
 def _load(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
     """Load ``file`` as a state dict; True when its data is memory-mapped from the file."""
     try:
+        open_regular(file).close()  # torch.load would wait forever on a FIFO
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
         try:
             state, mapped = torch.load(file, map_location="cpu", weights_only=True, mmap=True), True
         except RuntimeError as exc:
@@ -153,6 +158,13 @@ def _load(file: Path) -> tuple[dict[str, torch.Tensor], bool]:
             raise CheckpointError(
                 f"{file}: not a state dict of tensors: {key!r} holds a {type(value).__name__}"
             )
+        if value.device.type == "meta":
+            raise CheckpointError(
+                f"{file}: tensor {key!r} is a meta tensor: it holds no data "
+                "(saved from a model on the meta device)"
+            )
+        # nn.Parameter values (``torch.save(dict(model.named_parameters()))``): the same storage
+        state[key] = value.detach()
     if mapped and not _one_map(state.values(), file.stat().st_size):
         mapped = False
     return state, mapped

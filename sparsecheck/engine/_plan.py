@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sparsecheck.checkpoints._adapter import open_adapter
 from sparsecheck.checkpoints._formats import WEIGHT_FILES
 from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.checkpoints._pairing import pair_tensors
@@ -37,10 +39,13 @@ class PlannedCheck:
 
 
 def reader_id(ref: CheckpointRef, spec_dir: Path) -> str:
-    """A checkpoint's identity across spec files: its resolved path, or hub id and revision."""
+    """A checkpoint's identity across spec files: its resolved path, or hub id and revision
+    (an adapter's: its base's, ``+``, its own)."""
+    if ref.base is not None:
+        return f"{reader_id(ref.base, spec_dir)}+{reader_id(replace(ref, base=None), spec_dir)}"
     path = Path(ref.source).expanduser()
     path = path if path.is_absolute() else spec_dir / path
-    if path.exists():
+    if os.path.exists(path):  # False, too, when that cannot be told: opening it says why
         return str(path.resolve())
     return ref.source + (f"@{ref.revision}" if ref.revision and "@" not in ref.source else "")
 
@@ -57,8 +62,12 @@ class Planner:
         rid = reader_id(ref, spec_dir)
         if rid not in self.readers and rid not in self.open_errors:
             try:
-                source = rid if Path(rid).is_absolute() else ref.source
-                self.readers[rid] = open_checkpoint(self.hook, source, spec_dir, ref.revision)
+                if ref.base is not None:
+                    base = self.readers[self.reader(ref.base, spec_dir)]
+                    self.readers[rid] = open_adapter(ref.source, spec_dir, base)
+                else:
+                    source = rid if Path(rid).is_absolute() else ref.source
+                    self.readers[rid] = open_checkpoint(self.hook, source, spec_dir, ref.revision)
             except SparsecheckError as exc:
                 if exc.location is None:
                     exc.location = ref.location
@@ -154,11 +163,14 @@ class Planner:
 
 
 def _is_run_folder(folder: Path) -> bool:
-    return (
-        folder.is_dir()
-        and not any((folder / name).exists() for name in WEIGHT_FILES)
-        and any(STEP_FOLDER.fullmatch(p.name) for p in folder.iterdir())
-    )
+    try:
+        return (
+            folder.is_dir()
+            and not any((folder / name).exists() for name in WEIGHT_FILES)
+            and any(STEP_FOLDER.fullmatch(p.name) for p in folder.iterdir())
+        )
+    except OSError:  # not readable: opening it as a checkpoint says so
+        return False
 
 
 def where_stored(planned: Sequence[PlannedCheck]) -> dict[str, dict[str, StoredTensor]]:

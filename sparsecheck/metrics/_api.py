@@ -39,6 +39,7 @@ ParamKind = Literal[
     "str",
     "choice",
     "floats",
+    "ints",
     "strings",
 ]
 

@@ -8,6 +8,7 @@ stacks same-shape updates for one ``torch.linalg.svdvals`` call.  Imported only 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -48,6 +49,8 @@ class Spectrum:
     tol: float
     stable_rank: float
     effective_rank: float
+    #: r → share of ‖ΔW‖_F² = sum(sigma²) in the top r singular values (1 for a zero update).
+    energy: dict[int, float] = field(default_factory=dict)
 
     @property
     def full(self) -> int:
@@ -73,8 +76,11 @@ def update_matrix(
     return delta.to(PRECISIONS[precision])
 
 
-def spectra(sigma: torch.Tensor, shape: tuple[int, int], tolerance: RankTolerance) -> list[Spectrum]:
-    """Summaries of a batch of singular values (``B x min(m, n)``) of ``m x n`` updates.
+def spectra(
+    sigma: torch.Tensor, shape: tuple[int, int], tolerance: RankTolerance, ranks: Sequence[int] = ()
+) -> list[Spectrum]:
+    """Summaries of a batch of singular values (``B x min(m, n)``) of ``m x n`` updates, with
+    the energy share of the top r for each r of ``ranks``.
 
     Stable rank ‖ΔW‖_F² / ‖ΔW‖_2² = sum(sigma²) / sigma_max²; effective rank exp(H(p)),
     p_i = sigma_i / sum(sigma), 0 · log 0 = 0.  A zero update has rank, stable rank and
@@ -92,8 +98,15 @@ def spectra(sigma: torch.Tensor, shape: tuple[int, int], tolerance: RankToleranc
     total = s.sum(dim=-1, keepdim=True)
     p = s / torch.where(total > 0, total, 1.0)
     effective = torch.where(nonzero, torch.exp(-torch.special.xlogy(p, p).sum(dim=-1)), 0.0)
+    squares = s.square().cumsum(dim=-1)
+    energy = squares / torch.where(squares[:, -1:] > 0, squares[:, -1:], 1.0)
+    energy[squares[:, -1] == 0] = 1.0
+    shares = {r: energy[:, min(r, s.shape[-1]) - 1].tolist() for r in ranks}
     rows = zip(rank.tolist(), smax.tolist(), tol.tolist(), stable.tolist(), effective.tolist(), strict=True)
-    return [Spectrum(shape, int(r), m, t, st, ef) for r, m, t, st, ef in rows]
+    return [
+        Spectrum(shape, int(r), m, t, st, ef, {k: v[i] for k, v in shares.items()})
+        for i, (r, m, t, st, ef) in enumerate(rows)
+    ]
 
 
 @dataclass
@@ -107,6 +120,8 @@ class SvdBatcher:
 
     tolerance: RankTolerance
     budget_bytes: int = 0
+    #: The r of each ``Spectrum.energy`` share.
+    ranks: tuple[int, ...] = ()
     done: dict[str, Spectrum] = field(default_factory=dict)
     _pending: dict[tuple[int, int], list[tuple[str, tuple[int, int], torch.Tensor]]] = field(
         default_factory=dict
@@ -134,7 +149,9 @@ class SvdBatcher:
             pending.clear()  # the unstacked updates go before the decomposition's workspace comes
             sigma = torch.linalg.svdvals(stacked)
             del stacked
-            for (name, shape), spectrum in zip(shapes, spectra(sigma, key, self.tolerance), strict=True):
+            for (name, shape), spectrum in zip(
+                shapes, spectra(sigma, key, self.tolerance, self.ranks), strict=True
+            ):
                 self.done[name] = replace(spectrum, shape=shape)
         self._pending.clear()
         self._pending_bytes = 0

@@ -106,6 +106,11 @@ def resolve_device(metric: str, wanted: str) -> torch.device:
 
 def _summary(spectra: Sequence[Spectrum]) -> Fields:
     count = len(spectra)
+    energy: Fields = {}
+    for r in spectra[0].energy:
+        shares = [s.energy[r] for s in spectra]
+        energy[f"energy_rank_{r}_mean"] = sum(shares) / count
+        energy[f"energy_rank_{r}_min"] = min(shares)
     return {
         "rank_pct_mean": sum(s.rank_pct for s in spectra) / count,
         "rank_pct_min": min(s.rank_pct for s in spectra),
@@ -113,6 +118,7 @@ def _summary(spectra: Sequence[Spectrum]) -> Fields:
         "effective_rank_mean": sum(s.effective_rank for s in spectra) / count,
         "matrices": count,
         "full_rank_matrices": sum(s.rank == s.full for s in spectra),
+        **energy,
     }
 
 
@@ -126,6 +132,7 @@ def _tensor_fields(spectrum: Spectrum) -> Fields:
         "shape": f"{spectrum.shape[0]} x {spectrum.shape[1]}",
         "sigma_max": spectrum.sigma_max,
         "tol": spectrum.tol,
+        **{f"energy_rank_{r}": share for r, share in spectrum.energy.items()},
     }
 
 
@@ -140,8 +147,11 @@ class UpdateRankReducer(Reducer):
         self.sampler = MatrixSampler.from_args(metric, args)
         self.device = resolve_device(metric, args["device"])
         batch = args["batch"] if args["batch"] is not None else self.device.type == "cuda"
+        ranks = tuple(args["ranks"])
+        if any(r < 1 for r in ranks):
+            raise UsageError(f"{metric}: ranks must be positive integers, not {list(ranks)}")
         self.batcher: SvdBatcher = SvdBatcher(
-            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0
+            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0, ranks=ranks
         )
         self.non_matrix = 0
         self.low_precision = 0
@@ -195,7 +205,8 @@ class UpdateRankReducer(Reducer):
                 f"#{{sigma_i > tol}}, tol = {self.batcher.tolerance.describe()}; "
                 "rank_pct = 100 · rank / min(m, n), mean and min over matrices; "
                 "stable rank ‖ΔW‖_F²/‖ΔW‖_2², effective rank exp(H(sigma/sum(sigma))); "
-                "a zero update has all three 0; METRICS.md"
+                "a zero update has all three 0; energy_rank_r = sum of the top r sigma² / sum(sigma²) "
+                "(1 for a zero update); METRICS.md"
             ),
             groups=self._groups(done),
             skipped=[*skipped, *self.non_finite],
@@ -256,6 +267,13 @@ class UpdateRank(Metric):
         ),
         Param("sample_fraction", "float", "sample: random keeps this share of matrices (by name hash)", None),
         Param("seed", "int", "seed of sample: random", 0),
+        Param(
+            "ranks",
+            "ints",
+            "for each r: energy_rank_<r>, the share of ‖ΔW‖_F² in the top r singular values "
+            "(could the update ship as a rank-r LoRA?)",
+            (),
+        ),
     )
     value_field = "rank_pct_mean"
     granularities = GRANULARITIES

@@ -1,7 +1,7 @@
 """A check's ``args``, validated and converted against its metric's parameters.
 
 Each :class:`~sparsecheck.metrics._api.Param` kind has one converter.  An int is accepted for a
-float; a list kind (``checkpoints``, ``floats``, ``strings``) accepts a single value as a
+float; a list kind (``checkpoints``, ``floats``, ``ints``, ``strings``) accepts a single value as a
 one-item list.  Omitted arguments get their defaults, so the result is complete.
 """
 
@@ -178,5 +178,6 @@ _CONVERTERS: dict[str, Callable[[Param, Any, _Context], Any]] = {
     "str": _str,
     "choice": _choice,
     "floats": _list_of(_float, "a list of numbers"),
+    "ints": _list_of(_int, "a list of integers"),
     "strings": _list_of(_str, "a list of strings"),
 }

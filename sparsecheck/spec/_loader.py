@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sparsecheck._files import read_regular
 from sparsecheck._paths import absolute_path
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
@@ -26,6 +28,8 @@ _MERGED_KEYS = ("args",)
 #: Keys consumed before a check's body is substituted.
 _STRUCTURE_KEYS = ("use", PRODUCT_KEY, ZIP_KEY)
 _BAD_ID_CHARACTERS = re.compile(r"[\s:\[\]]")
+#: The largest spec file read (a spec is a few kilobytes; this bounds the work on a wrong file).
+MAX_SPEC_BYTES = 16 << 20
 
 
 def load_spec(
@@ -41,7 +45,7 @@ def load_spec(
     """
     filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_SPEC_BYTES).decode("utf-8")
     except UnicodeDecodeError:
         raise SpecError("not a UTF-8 text file", Location(filename)) from None
     except OSError as exc:
@@ -79,8 +83,23 @@ def _checkpoints(table: YamlMap | None, variables: Variables, spec_dir: Path) ->
     refs: dict[str, CheckpointRef] = {}
     if table is None:
         return refs
+    adapters: dict[str, Location] = {}
     for key, entry in table.items():
-        if isinstance(entry, YamlMap):
+        if isinstance(entry, YamlMap) and "adapter" in entry:
+            raw, location = entry["adapter"], entry.value_location("adapter")
+            if "path" in entry or "revision" in entry:
+                raise SpecError(
+                    f"checkpoints.{key}: an adapter entry is {{base: KEY, adapter: PATH}}, "
+                    "without path or revision",
+                    table.value_location(key),
+                )
+            adapters[key] = entry.value_location("base")
+        elif isinstance(entry, YamlMap):
+            if "base" in entry:
+                raise SpecError(
+                    f"checkpoints.{key}: base goes with adapter (a PEFT adapter folder)",
+                    table.value_location(key),
+                )
             raw, location = entry["path"], entry.value_location("path")
         else:
             raw, location = entry, table.value_location(key)
@@ -101,6 +120,15 @@ def _checkpoints(table: YamlMap | None, variables: Variables, spec_dir: Path) ->
         local = absolute_path(source, spec_dir)
         source = str(local) if local.exists() else source
         refs[key] = CheckpointRef(key=key, source=source, location=location, revision=revision)
+    for key, location in adapters.items():
+        base = table[key]["base"]
+        if base not in refs or base in adapters:
+            raise SpecError(
+                f"checkpoints.{key}.base: {base!r} is not a checkpoint of this table"
+                + (" (an adapter applies to a plain checkpoint)" if base in adapters else ""),
+                location,
+            )
+        refs[key] = dataclasses.replace(refs[key], base=refs[base])
     return refs
 
 

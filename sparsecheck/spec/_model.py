@@ -34,6 +34,9 @@ class CheckpointRef:
     #: What the key names: a ``checkpoint`` (or a run folder of the checkpoints table), a step's
     #: snapshot ``run`` folder, or a ``mask`` file.
     kind: str = "checkpoint"
+    #: For a PEFT adapter (``{base: KEY, adapter: PATH}``; ``source`` is the adapter folder):
+    #: the checkpoint it applies to.
+    base: CheckpointRef | None = None
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sparsecheck.errors import Location, SpecError
+from sparsecheck.errors import Location, SparsecheckError, SpecError, UsageError
 from sparsecheck.spec._messages import did_you_mean
 from sparsecheck.spec._yaml import YamlList, YamlMap
 
@@ -109,3 +109,20 @@ def spec_variables(
             variables = variables.with_values({name: resolved})
     added = {k: v for k, v in overrides.items() if declared is None or k not in declared}
     return variables.with_values(added)
+
+
+def parse_assignments(items: Iterable[str], option: str = "--var") -> dict[str, Any]:
+    """``NAME=VALUE`` pairs (``--var``); VALUE read like a spec's YAML, so ``tol=1e-5`` is a
+    number (text that is not YAML stays text).  A malformed pair is a UsageError naming it."""
+    from sparsecheck.spec._yaml import load_yaml, to_plain
+
+    parsed: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"option {option}: expected NAME=VALUE, got {item!r}")
+        try:
+            parsed[name] = to_plain(load_yaml(value, f"{option} {name}")) if value else ""
+        except SparsecheckError:
+            parsed[name] = value
+    return parsed

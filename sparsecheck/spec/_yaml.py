@@ -112,12 +112,34 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+#: The deepest nesting of mappings and sequences a spec (or a ``--var`` value) may have.
+MAX_DEPTH = 100
+#: The most values a document may hold once every alias is expanded.
+MAX_NODES = 100_000
+
+
 class _LocatingLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` building :class:`YamlMap` / :class:`YamlList` with locations."""
 
     def __init__(self, text: str, filename: str) -> None:
         super().__init__(text)
         self.filename = filename
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Compose as PyYAML does, refusing nesting deeper than :data:`MAX_DEPTH` (the composer
+        recurses once per level)."""
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise SpecError(
+                    f"bad YAML: nested more than {MAX_DEPTH} deep",
+                    Location(self.filename, mark.line + 1, mark.column + 1),
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def location(self, node: yaml.Node) -> Location:
         mark = node.start_mark
@@ -168,16 +190,77 @@ _LocatingLoader.add_constructor(
 
 
 def load_yaml(text: str, filename: str) -> Any:
-    """Parse one YAML document; bad YAML is a :class:`SpecError` at the YAML error's mark."""
-    loader = _LocatingLoader(text, filename)
+    """Parse one YAML document; bad YAML is a :class:`SpecError` at the YAML error's mark.
+
+    Nesting deeper than :data:`MAX_DEPTH`, aliases that would expand to more than
+    :data:`MAX_NODES` nodes (an "alias bomb") and recursive aliases are refused before anything
+    is built from the document.
+    """
+    loader: _LocatingLoader | None = None
     try:
-        return loader.get_single_data()
+        loader = _LocatingLoader(text, filename)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, loader)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
         problem = ", ".join(text for text in (exc.context, exc.problem) if text) or "unreadable"
         raise SpecError(f"bad YAML: {problem}", location) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, most controls)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise SpecError(
+            f"bad YAML: character #x{exc.character:04x} is not allowed in YAML",
+            Location(filename, line, column),
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"bad YAML: {exc}", Location(filename)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, loader: _LocatingLoader) -> None:
+    """Refuse a node graph whose expansion (every alias copied out) is deeper than
+    :data:`MAX_DEPTH`, has more than :data:`MAX_NODES` nodes, or never ends (a recursive alias).
+
+    Aliased nodes are shared, so each node is visited once (depth-first, without recursion) and
+    its expanded size and depth are computed from its children's.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(child)] for child in children)
+            depth[key] = 1 + max((depth[id(child)] for child in children), default=0)
+            if size[key] > MAX_NODES:
+                raise SpecError(
+                    f"bad YAML: aliases expand to more than {MAX_NODES} values", loader.location(node)
+                )
+            if depth[key] > MAX_DEPTH:
+                raise SpecError(f"bad YAML: nested more than {MAX_DEPTH} deep", loader.location(node))
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise SpecError("bad YAML: a recursive alias (it contains itself)", loader.location(node))
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
