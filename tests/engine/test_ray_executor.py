@@ -3,11 +3,13 @@ and stopped here) gives one process's results, entry for entry."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,46 +26,68 @@ __all__ = ["folder"]  # the fixture, shared with the local workers' tests
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local Ray head with 2 CPUs on 127.0.0.1; its address is in RAY_ADDRESS while it runs."""
+    """A local Ray head with 2 CPUs on 127.0.0.1 (``ray start --block``, its own process group,
+    ended by this fixture); its address is in RAY_ADDRESS while it runs."""
     ray_cli = Path(sys.executable).with_name("ray")
     temp = tmp_path_factory.mktemp("ray")
     with socket.socket() as probe:  # a free port for the head
         probe.bind(("127.0.0.1", 0))
-        port = str(probe.getsockname()[1])
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-    command = [str(ray_cli), "start", "--head", "--num-cpus", "2", "--node-ip-address", "127.0.0.1"]
-    command += [
-        "--port",
-        port,
-        "--include-dashboard",
-        "false",
-        "--temp-dir",
-        str(temp),
-        "--disable-usage-stats",
+        port = probe.getsockname()[1]
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    command = [
+        str(ray_cli),
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus",
+        "2",
+        "--node-ip-address",
+        "127.0.0.1",
     ]
-    subprocess.run(command, check=True, env=env, capture_output=True, timeout=120)
-    address = f"127.0.0.1:{port}"
+    command += ["--port", str(port), "--include-dashboard", "false", "--disable-usage-stats"]
+    log = (temp / "ray-start.log").open("w")
+    head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     previous = os.environ.get("RAY_ADDRESS")
-    os.environ["RAY_ADDRESS"] = address
     try:
-        yield address
+        _wait_for_port(port, head, temp / "ray-start.log")
+        os.environ["RAY_ADDRESS"] = f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}"
     finally:
         if previous is None:
             os.environ.pop("RAY_ADDRESS", None)
         else:
             os.environ["RAY_ADDRESS"] = previous
-        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+        head.terminate()  # ray start --block stops the head's processes when it ends
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)  # anything of this head left over
+        log.close()
+
+
+def _wait_for_port(port: int, head: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start failed:\n{log.read_text()}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the Ray head did not open port {port} in 120 s:\n{log.read_text()}")
 
 
 @pytest.fixture
-def connected(ray_cluster: str) -> Iterator[None]:
+def connected(ray_cluster: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The test process connected to the instance, its workers able to import the test plugin
     (sparsecheck then uses this connection and leaves it open)."""
     import ray
 
     here = str(Path(__file__).parent)
-    ray.init(address=ray_cluster, runtime_env={"env_vars": {"PYTHONPATH": here}}, log_to_driver=False)
+    env_vars = {"PYTHONPATH": here, "RAY_AUTH_MODE": "disabled"}
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(address=ray_cluster, runtime_env={"env_vars": env_vars}, log_to_driver=False)
     try:
         yield
     finally:
