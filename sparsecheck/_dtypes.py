@@ -86,11 +86,33 @@ def compute_dtype(a: str, b: str) -> np.dtype:
 
 
 def round_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
-    """Round float32/float64 values to bfloat16 (nearest, ties to even); return the bits."""
-    f32 = values.astype(np.float32, copy=False)
+    """Round float32/float64 values to bfloat16 (nearest, ties to even); return the bits.
+
+    float64 values are rounded directly: first to float32 rounding to odd (exact for the second
+    rounding, as float32 keeps 16 more bits than bfloat16), never to float32's nearest, whose
+    ties would be rounded a second time.
+    """
+    if values.dtype == np.float64:
+        f32 = _float32_round_to_odd(values)
+    else:
+        f32 = values.astype(np.float32, copy=False)
     u = f32.view(np.uint32)
     rounded = ((u + (((u >> 16) & 1) + 0x7FFF)) >> 16).astype(np.uint16)
     return np.where(np.isnan(f32), np.uint16(0x7FC0), rounded)
+
+
+def _float32_round_to_odd(values: np.ndarray) -> np.ndarray:
+    """float64 ``values`` as float32, rounded to odd: the neighbour with an odd last bit when
+    inexact (beyond float32's range: inf, which bfloat16 rounds to as well)."""
+    with np.errstate(over="ignore"):
+        f32 = values.astype(np.float32)
+    back = f32.astype(np.float64)
+    u = f32.view(np.uint32)
+    fix = (back != values) & np.isfinite(f32) & ((u & 1) == 0)
+    toward_zero = fix & (np.abs(back) > np.abs(values))
+    u[toward_zero] -= np.uint32(1)
+    u[fix & ~toward_zero] += np.uint32(1)
+    return f32
 
 
 def to_torch(array: np.ndarray, dtype: str) -> torch.Tensor:

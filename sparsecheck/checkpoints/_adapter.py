@@ -39,8 +39,12 @@ _UNSUPPORTED = ("use_dora", "layer_replication")
 
 
 def is_adapter(path: Path) -> bool:
-    """Whether ``path`` is a PEFT adapter folder."""
-    return (path / CONFIG).is_file()
+    """Whether ``path`` is a PEFT adapter folder (False when that cannot be told: opening the
+    path as a checkpoint then says why)."""
+    try:
+        return (path / CONFIG).is_file()
+    except OSError:
+        return False
 
 
 def open_adapter(source: str, base_dir: Path, base: CheckpointReader) -> AdapterReader:

@@ -30,6 +30,7 @@ recovers the update's rank.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,18 +106,26 @@ def resolve_device(metric: str, wanted: str) -> torch.device:
 
 
 def _summary(spectra: Sequence[Spectrum]) -> Fields:
-    count = len(spectra)
+    """Means and min over the changed matrices (ΔW ≠ 0: an untouched matrix has rank 0 and
+    would pull the mean down), and ``rank_pct_mean_all`` over every matrix."""
+    changed = [s for s in spectra if s.sigma_max > 0]
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else math.nan
+
     energy: Fields = {}
-    for r in spectra[0].energy:
+    for r in spectra[0].energy:  # over every matrix: a zero update keeps all of its energy
         shares = [s.energy[r] for s in spectra]
-        energy[f"energy_rank_{r}_mean"] = sum(shares) / count
+        energy[f"energy_rank_{r}_mean"] = mean(shares)
         energy[f"energy_rank_{r}_min"] = min(shares)
     return {
-        "rank_pct_mean": sum(s.rank_pct for s in spectra) / count,
-        "rank_pct_min": min(s.rank_pct for s in spectra),
-        "stable_rank_mean": sum(s.stable_rank for s in spectra) / count,
-        "effective_rank_mean": sum(s.effective_rank for s in spectra) / count,
-        "matrices": count,
+        "rank_pct_mean": mean([s.rank_pct for s in changed]),
+        "rank_pct_mean_all": mean([s.rank_pct for s in spectra]),
+        "rank_pct_min": min((s.rank_pct for s in changed), default=math.nan),
+        "stable_rank_mean": mean([s.stable_rank for s in changed]),
+        "effective_rank_mean": mean([s.effective_rank for s in changed]),
+        "matrices": len(spectra),
+        "changed_matrices": len(changed),
         "full_rank_matrices": sum(s.rank == s.full for s in spectra),
         **energy,
     }
@@ -203,7 +212,8 @@ class UpdateRankReducer(Reducer):
             definition=(
                 f"{self.metric}: numerical rank of ΔW = tuned - base per 2-D tensor, in {self.precision}: "
                 f"#{{sigma_i > tol}}, tol = {self.batcher.tolerance.describe()}; "
-                "rank_pct = 100 · rank / min(m, n), mean and min over matrices; "
+                "rank_pct = 100 · rank / min(m, n), mean and min over changed matrices (ΔW ≠ 0; "
+                "rank_pct_mean_all: mean over all); "
                 "stable rank ‖ΔW‖_F²/‖ΔW‖_2², effective rank exp(H(sigma/sum(sigma))); "
                 "a zero update has all three 0; energy_rank_r = sum of the top r sigma² / sum(sigma²) "
                 "(1 for a zero update); METRICS.md"
@@ -235,8 +245,16 @@ class UpdateRankReducer(Reducer):
         if self.low_precision and self.batcher.tolerance.atol is None:
             notes.append(
                 f"{self.low_precision} matrices are stored in 16 bits or fewer: their rounding adds "
-                "full-rank noise to ΔW, which the default tolerance counts (stable and effective rank "
-                "are robust to it; an atol above the noise is not fooled)"
+                "full-rank noise to ΔW, which the default tolerance counts, and which inflates effective "
+                "rank too (a rank-1 update stored in bf16 can read ~150); stable rank is robust only "
+                "where the update is far above the noise; an atol above the noise's largest singular "
+                "value recovers the numerical rank"
+            )
+        untouched = sum(s.sigma_max == 0 for s in self.batcher.done.values())
+        if untouched:
+            notes.append(
+                f"{untouched} matrices are untouched (ΔW = 0): left out of the means and min "
+                "(rank_pct_mean_all counts them at rank 0)"
             )
         return notes
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsecheck._dtypes import from_torch_dtype
+from sparsecheck._dtypes import from_torch_dtype, round_to_bfloat16_bits
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics import _equality as equality
 from sparsecheck.metrics import _fused
@@ -234,3 +234,42 @@ def test_abs_delta_max_reports_inf_and_quantiles_leave_non_finite_out() -> None:
 def test_non_finite_or_negative_tolerance_is_rejected(tol: float) -> None:
     with pytest.raises(UsageError, match="tol must be a finite number >= 0"):
         EqualityPolicy.from_args({"policy": "atol", "tol": tol})
+
+
+def _bf16_nearest_reference(x: np.ndarray) -> np.ndarray:
+    """Round-to-nearest-even of float64 ``x`` to bfloat16 bits, by search among every finite
+    positive bfloat16 value (and 2^128 standing for inf), ties to the even bit pattern."""
+    positive = np.arange(0x7F81, dtype=np.uint32)  # 0 .. max finite, then inf
+    values = (positive << 16).view(np.float32).astype(np.float64)
+    values[-1] = 2.0**128
+    magnitude = np.abs(x)
+    hi = np.minimum(np.searchsorted(values, magnitude, side="left"), values.size - 1)
+    lo = np.maximum(hi - 1, 0)
+    exact = values[hi] == magnitude
+    down = (magnitude - values[lo] < values[hi] - magnitude) | (
+        (magnitude - values[lo] == values[hi] - magnitude) & (positive[lo] % 2 == 0)
+    )
+    chosen = np.where(exact, positive[hi], np.where(down, positive[lo], positive[hi]))
+    chosen = np.where(magnitude >= 2.0**128, 0x7F80, chosen)
+    return (chosen | np.where(np.signbit(x), 0x8000, 0)).astype(np.uint16)
+
+
+def test_float64_rounds_to_bfloat16_directly_not_through_float32() -> None:
+    # Just above (and below) a bf16 midpoint by less than half a float32 step: through float32
+    # it becomes the midpoint, and ties-to-even picks the wrong neighbour.
+    g = np.random.default_rng(7)
+    bf16 = g.integers(0x0001, 0x7F7F, 20_000).astype(np.uint32)
+    midpoints = ((bf16 << 16) | 0x8000).view(np.float32).astype(np.float64)
+    nudge = midpoints * 2.0**-30 * g.choice([-1.0, 1.0], midpoints.size)
+    tricky = np.concatenate([midpoints + nudge, -(midpoints + nudge), midpoints])
+    tricky = np.concatenate([tricky, [0.0, -0.0, 1e-300, -1e-300, 3.3961e38, 3.4e38, 1e300, np.inf]])
+    with np.errstate(over="ignore"):
+        through_float32 = round_to_bfloat16_bits(tricky.astype(np.float32))
+    got = round_to_bfloat16_bits(tricky)
+    want = _bf16_nearest_reference(tricky)
+    assert np.array_equal(got, want)
+    assert np.count_nonzero(through_float32 != want) > 10_000  # the pair is adversarial indeed
+    # A float64 pair whose tuned side is the base rounded to bf16: nothing changes once both are.
+    stored_bf16 = (want.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    pair = equality.compare_arrays(tricky, "float64", stored_bf16, "float64", EqualityPolicy("exact", 0))
+    assert pair.changed_if_bf16 == 0 and pair.moved > 40_000

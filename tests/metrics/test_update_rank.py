@@ -8,6 +8,7 @@ straightforward ``numpy.linalg.svd`` of the same stored difference.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -150,17 +151,20 @@ def test_planted_ranks_exact(tmp_path: Path, dtype: torch.dtype, batch: bool) ->
             assert 1 <= num(got, "stable_rank") <= num(got, "effective_rank") <= rank * (1 + 1e-4)
 
     fields = result.fields
-    assert result.value == fields["rank_pct_mean"] == pytest.approx(mean(list(pct.values())))
-    assert fields["rank_pct_min"] == 0
+    changed = {name: value for name, value in pct.items() if value}
+    assert result.value == fields["rank_pct_mean"] == pytest.approx(mean(list(changed.values())))
+    assert fields["rank_pct_mean_all"] == pytest.approx(mean(list(pct.values())))
+    assert fields["rank_pct_min"] == min(changed.values())
+    assert fields["changed_matrices"] == len(changed) == len(PLANTED) - 3
+    assert any("3 matrices are untouched" in note for note in result.notes)
     assert fields["matrices"] == fields["matrices_total"] == len(PLANTED)
     assert fields["full_rank_matrices"] == sum(rank == 16 for rank in PLANTED.values())
     assert fields["non_matrix_skipped"] == NORMS
     assert fields["sampled"] is False and fields["max_matrices"] is None
     assert fields["tol_rule"] == "sigma_max * max(m, n) * eps(float32)"
     assert fields["device"] == "cpu"
-    assert fields["stable_rank_mean"] == pytest.approx(
-        mean([num(tensors[n], "stable_rank") for n in PLANTED])
-    )
+    stable = [num(tensors[n], "stable_rank") for n in changed]
+    assert fields["stable_rank_mean"] == pytest.approx(mean(stable))
 
     for granularity, key_of in (("module", module_of), ("layer", layer_of)):
         members: dict[str, list[str]] = {}
@@ -169,11 +173,16 @@ def test_planted_ranks_exact(tmp_path: Path, dtype: torch.dtype, batch: bool) ->
         groups = result.groups[granularity]
         assert set(groups) == set(members)
         for key, names in members.items():
-            assert groups[key]["rank_pct_mean"] == pytest.approx(mean([pct[n] for n in names])), key
-            assert groups[key]["rank_pct_min"] == pytest.approx(min(pct[n] for n in names)), key
+            moved = [n for n in names if pct[n]]
+            if not moved:  # every matrix of the group untouched: no mean over changed ones
+                assert math.isnan(num(groups[key], "rank_pct_mean")), key
+                continue
+            assert groups[key]["rank_pct_mean"] == pytest.approx(mean([pct[n] for n in moved])), key
+            assert groups[key]["rank_pct_mean_all"] == pytest.approx(mean([pct[n] for n in names])), key
+            assert groups[key]["rank_pct_min"] == pytest.approx(min(pct[n] for n in moved)), key
             assert groups[key]["matrices"] == len(names)
             assert groups[key]["effective_rank_mean"] == pytest.approx(
-                mean([num(tensors[n], "effective_rank") for n in names])
+                mean([num(tensors[n], "effective_rank") for n in moved])
             )
     q_proj = result.groups["module"]["model.layers.*.self_attn.q_proj.weight"]
     assert q_proj["rank_pct_mean"] == pytest.approx(100 * (1 + 4) / 2 / 16)
@@ -352,3 +361,38 @@ def test_update_matrix_never_writes_the_stored_tensors(dtype: torch.dtype) -> No
     assert delta.dtype == torch.float32
     assert torch.equal(delta, (tuned.double() - base.double()).float())
     assert torch.equal(base, before[0]) and torch.equal(tuned, before[1])
+
+
+def test_untouched_matrices_do_not_pull_the_headline_mean_down(tmp_path: Path) -> None:
+    # Two of four 16-wide matrices untouched, two at rank 2 (12.5%): 12.5 over the changed ones,
+    # 6.25 over all four.
+    ranks = {
+        "model.layers.0.self_attn.q_proj.weight": 2,
+        "model.layers.0.self_attn.k_proj.weight": 0,
+        "model.layers.1.self_attn.q_proj.weight": 2,
+        "model.layers.1.self_attn.k_proj.weight": 0,
+    }
+    base, tuned = planted_pair(torch.float32, ranks)
+    check = {"id": "rank", "device": "cpu", "include": list(ranks)}
+    result = measure(tmp_path, base, tuned, [check])["rank"]
+    assert result.value == result.fields["rank_pct_mean"] == pytest.approx(12.5)
+    assert result.fields["rank_pct_mean_all"] == pytest.approx(6.25)
+    assert result.fields["changed_matrices"] == 2 and result.fields["matrices"] == 4
+
+
+def test_the_low_precision_note_says_effective_rank_is_not_robust(tmp_path: Path) -> None:
+    # A rank-1 update 10x the bf16 rounding noise of a 256 x 256 matrix: effective rank ~1 in
+    # float32, far above 1 once both sides are stored in bf16; stable rank stays near 1.
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(256, 256, generator=g) * 0.02
+    update = torch.outer(torch.randn(256, generator=g), torch.randn(256, generator=g))
+    tuned = weight + update * (0.016 / float(torch.linalg.matrix_norm(update, ord=2)))
+    effective = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        pair = ({"w": weight.to(dtype)}, {"w": tuned.to(dtype)})
+        result = measure(tmp_path / str(dtype), *pair, [{"id": "rank", "device": "cpu"}])["rank"]
+        effective[dtype] = num(result.groups["tensor"]["w"], "effective_rank")
+        assert num(result.groups["tensor"]["w"], "stable_rank") < 1.5
+    assert effective[torch.float32] < 1.01 and effective[torch.bfloat16] > 100
+    (note,) = [note for note in result.notes if "16 bits or fewer" in note]
+    assert "inflates effective rank" in note and "robust to it" not in note

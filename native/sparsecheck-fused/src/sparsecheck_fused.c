@@ -49,6 +49,21 @@ static inline uint16_t bf16_round(float f) {
     return (uint16_t)((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
 }
 
+/* The same for one float64 value, rounded directly: to float32 rounding to odd first (float32
+   keeps 16 more bits than bfloat16), so float32's ties are never rounded a second time. */
+static inline uint16_t bf16_round_f64(double d) {
+    if (d != d) return 0x7FC0;
+    float f = (float)d;
+    if (isfinite(f) && (double)f != d) {
+        uint32_t u = bits_of_f32(f);
+        if (!(u & 1u)) u = fabs((double)f) > fabs(d) ? u - 1u : u + 1u;
+        f = f32_from_bits(u);
+    }
+    return bf16_round(f);
+}
+
+#define BF16_ROUND(x) _Generic((x), double: bf16_round_f64, default: bf16_round)(x)
+
 
 static float f16_table[65536];
 static uint8_t popcount8[256];
@@ -137,7 +152,7 @@ static void pack(const uint8_t *hit, size_t n, uint8_t *out) {
             }                                                                                    \
             if (s->bf16_check) {                                                                 \
                 for (size_t k = 0; k < len; k++) {                                               \
-                    uint16_t ra = bf16_round((float)va[k]), rb = bf16_round((float)vb[k]);      \
+                    uint16_t ra = BF16_ROUND(va[k]), rb = BF16_ROUND(vb[k]);                    \
                     bf16 += (ra != rb) & (((ra | rb) & 0x7FFFu) != 0);                           \
                 }                                                                                \
             }                                                                                    \
