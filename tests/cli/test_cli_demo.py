@@ -27,6 +27,11 @@ def test_tiny_demo_from_an_empty_folder_runs_every_suite(
     assert spec_files == {f"{name}.sparsecheck.yaml" for name in SUITES}
     assert all(check["status"] in ("PASS", "FAIL", "WARN") for check in data["checks"]), shown
     assert "ERROR" not in done.out, shown
+    # off a terminal, each training step says when it starts and ends (the TRL callback counts steps)
+    steps = SETTINGS["tiny"]["steps"]
+    assert "step dpo: training ...\n" in done.err
+    assert f"step dpo: training done, {steps}/{steps} steps in " in done.err
+    assert done.out.count("step dpo: ") == 1  # one line per output, though five suites read it
     trained = {step["id"] for step in data["steps"] if step["status"] in ("ran", "reused")}
     assert {"sft", "dpo", "grpo", "dpo-mask", "dpo-sub", "dpo-seed2", "dpo-data2"} <= trained
     out = tmp_path / "sparsecheck-demo"

@@ -71,7 +71,7 @@ class TrlBackend(TrainingBackend):
                 raise UsageError(exc.message, location=str(request.mask)) from None
         data = training_data(algorithm, request, model, tokenizer)
 
-        from sparsecheck_trl._callbacks import ExactMaskCallback, RecorderCallback
+        from sparsecheck_trl._callbacks import ExactMaskCallback, ProgressCallback, RecorderCallback
 
         mask_callback = ExactMaskCallback(masks) if masks is not None else None
         recorder = RecorderCallback(request.output, request.snapshots)
@@ -81,7 +81,7 @@ class TrlBackend(TrainingBackend):
             args=config,
             train_dataset=data.dataset,
             processing_class=tokenizer,
-            callbacks=[c for c in (mask_callback, recorder) if c is not None],
+            callbacks=[c for c in (mask_callback, recorder, ProgressCallback()) if c is not None],
             **extra,
         )
         from transformers.trainer_callback import PrinterCallback
