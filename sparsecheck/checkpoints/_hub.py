@@ -4,14 +4,17 @@ Only the ``*.safetensors`` and ``*.json`` files of the repository are fetched, t
 ``huggingface_hub.snapshot_download`` (the optional ``hub`` extra), into the usual Hugging Face
 cache; ``HF_HUB_CACHE``, ``HF_HOME`` and ``HF_HUB_OFFLINE`` are read when the id is resolved, so
 an offline run finds snapshots already in the cache.  The snapshot then opens like any folder.
+An online download is a progress task (huggingface_hub draws its own bars per file on a terminal).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
 
+from sparsecheck import _progress as progress
 from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._formats import open_local
@@ -44,14 +47,16 @@ def download_snapshot(repo_id: str, revision: str | None) -> Path:
         os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None
     )
     offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+    shown = contextlib.nullcontext() if offline else progress.task(f"download {hub_id}", unit="files")
     try:
-        folder = snapshot_download(
-            repo_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=offline,
-            allow_patterns=ALLOW_PATTERNS,
-        )
+        with shown:
+            folder = snapshot_download(
+                repo_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=offline,
+                allow_patterns=ALLOW_PATTERNS,
+            )
     except Exception as exc:  # network, cache and repo errors of every kind
         text = str(exc).strip()
         reason = text.splitlines()[0] if text else type(exc).__name__

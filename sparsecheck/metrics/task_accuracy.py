@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sparsecheck import _progress as progress
 from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._hub import HUB_ID, download_snapshot
@@ -101,9 +102,16 @@ def format_prompts(tokenizer: Any, problems: Sequence[Problem]) -> list[str]:
 
 
 def generate_completions(
-    model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    task: progress.Task | None = None,
 ) -> list[str]:
-    """Greedy completions (decoded, stripped) of ``prompts``, ``batch_size`` at a time."""
+    """Greedy completions (decoded, stripped) of ``prompts``, ``batch_size`` at a time, counted
+    on ``task``."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -123,6 +131,8 @@ def generate_completions(
             )
         decoded = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         completions.extend(text.strip() for text in decoded)
+        if task is not None:
+            task.update(len(completions))
     return completions
 
 
@@ -163,14 +173,17 @@ class TaskAccuracyReducer(Reducer):
             require(module, f"{self.metric}: running the model", "train")
         device = resolve_device(self.metric, args["device"])
         problems = held_out_problems(args["size"], args["seed"], args["train_size"])
-        with quiet_hf():
-            model, tokenizer = load_model(model_folder(args["model"]), device)
+        folder = model_folder(args["model"])
+        name = f"{self.metric} of {'/'.join(folder.parts[-3:])}"
+        with quiet_hf(), progress.task(name, len(problems), "problems") as task:
+            model, tokenizer = load_model(folder, device)
             completions = generate_completions(
                 model,
                 tokenizer,
                 format_prompts(tokenizer, problems),
                 max_new_tokens=args["max_new_tokens"],
                 batch_size=args["batch_size"],
+                task=task,
             )
         rewards = arithmetic_reward(completions, [p.answer for p in problems])
         correct = sum(r == 1.0 for r in rewards)

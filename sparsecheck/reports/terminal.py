@@ -1,4 +1,4 @@
-"""The terminal output: per-check lines (``-v``), a read progress bar, the results table and
+"""The terminal output: per-check lines (``-v``), the read pass's progress, the results table and
 the summary line.
 
 Verbosity (``config.options["verbosity"]``): ``-q`` (< 0) prints only the failures and the
@@ -9,14 +9,13 @@ check as it is judged and, per check, its breakdown by group, notes and skipped 
 
 from __future__ import annotations
 
-import shutil
-import sys
 import time
 from collections.abc import Callable, Generator
 
 import click
 from tabulate import tabulate
 
+from sparsecheck import _progress
 from sparsecheck._config import Config, ReadProgress, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
@@ -43,13 +42,12 @@ STATUS_COLORS = {
     Status.ERROR: "magenta",
     Status.SKIP: "cyan",
 }
+#: The smallest read pass shown as progress.
+SHOWN_READ_BYTES = 64 * 2**20
 #: Field columns of a breakdown table (the group key column comes on top).
 MAX_FIELD_COLUMNS = 8
 #: Group rows shown at ``-v``; ``-vv`` shows all.
 MAX_GROUP_ROWS = 30
-#: Seconds between two redraws of the progress bar.
-PROGRESS_INTERVAL = 0.1
-PROGRESS_BAR_WIDTH = 20
 
 
 def styled_status(status: Status, width: int = 0) -> str:
@@ -62,20 +60,10 @@ def format_sizes(done: float, total: float) -> str:
     return f"{done / scale:.2f}/{total / scale:.2f} {unit}"
 
 
-def progress_line(progress: ReadProgress) -> str:
-    """``[#####...............] 12/340 tensors  0.25/1.02 GB  180 MB/s``."""
-    if progress.bytes_total:
-        fraction = progress.bytes_done / progress.bytes_total
-    else:
-        fraction = progress.tensors_done / max(progress.tensors_total, 1)
-    filled = round(min(max(fraction, 0.0), 1.0) * PROGRESS_BAR_WIDTH)
+def read_note(progress: ReadProgress) -> str:
+    """``0.25/1.02 GB  180 MB/s``: the read pass's bytes and rate."""
     rate = progress.bytes_done / progress.elapsed if progress.elapsed > 0 else 0.0
-    return (
-        f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] "
-        f"{progress.tensors_done}/{progress.tensors_total} tensors  "
-        f"{format_sizes(progress.bytes_done, progress.bytes_total)}  "
-        f"{rate / 1e6:.0f} MB/s"
-    )
+    return f"{format_sizes(progress.bytes_done, progress.bytes_total)}  {rate / 1e6:.0f} MB/s"
 
 
 def group_table(granularity: str, groups: dict[str, Fields], value_field: str) -> list[str]:
@@ -103,8 +91,8 @@ class TerminalReporter:
         self.config = config
         self.verbosity: int = config.getoption("verbosity", 0)
         self.outcomes: list[CheckOutcome] = []
-        self._progress_width = 0
-        self._progress_drawn_at = float("-inf")
+        self._read: _progress.Task | None = None
+        _progress.set_enabled(self.verbosity >= 0)
 
     # -- while running ---------------------------------------------------------------------
 
@@ -112,42 +100,34 @@ class TerminalReporter:
     def sparsecheck_check_report(self, outcome: CheckOutcome) -> None:
         self.outcomes.append(outcome)
         if self.verbosity >= 1:
-            self._clear_progress()
+            _progress.erase()
             time_text = "cached" if outcome.cached else format_duration(outcome.duration)
             line = f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})"
             click.echo(line, err=stdout_taken(self.config))
 
     @hookimpl
     def sparsecheck_read_progress(self, progress: ReadProgress) -> None:
-        stderr = sys.stderr
-        if self.verbosity < 0 or stderr is None or not stderr.isatty():
+        """The read pass as a progress task, with sizes and rate as its note (unless it reads
+        less than :data:`SHOWN_READ_BYTES`: that takes no time worth showing)."""
+        if progress.bytes_total < SHOWN_READ_BYTES:
             return
+        if self._read is None:
+            self._read = _progress.start("read pass", progress.tensors_total, "tensors", progress.elapsed)
+        self._read.update(progress.tensors_done, read_note(progress))
         if progress.tensors_done >= progress.tensors_total:
-            self._clear_progress()
-            return
-        now = time.monotonic()
-        if now - self._progress_drawn_at < PROGRESS_INTERVAL:
-            return
-        self._progress_drawn_at = now
-        line = progress_line(progress)[: shutil.get_terminal_size().columns - 1]
-        click.echo("\r" + line.ljust(self._progress_width), nl=False, err=True)
-        self._progress_width = len(line)
-
-    def _clear_progress(self) -> None:
-        if self._progress_width:
-            click.echo("\r" + " " * self._progress_width + "\r", nl=False, err=True)
-            self._progress_width = 0
+            self._read.finish()
+            self._read = None
 
     @hookimpl
     def sparsecheck_sessionfinish(self) -> None:
-        self._clear_progress()
+        _progress.erase()
 
     # -- the summary -----------------------------------------------------------------------
 
     @hookimpl(wrapper=True)
     def sparsecheck_terminal_summary(self, session: Session, write: Write) -> Generator[None, object, object]:
         """The table, breakdowns and failures; other plugins' lines; then the summary line."""
-        self._clear_progress()
+        _progress.erase()
         lines: list[str] = []
         if self.verbosity >= 0 and self.outcomes:
             rows = outcome_rows(self.outcomes, styled_status)
