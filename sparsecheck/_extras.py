@@ -22,6 +22,8 @@ EXTRAS: dict[str, str] = {
     "plots": "matplotlib: the HTML report's figures",
     "hub": "huggingface_hub: checkpoints by hub id",
     "remote": "fsspec and s3fs: checkpoints at http(s):// and s3:// URLs",
+    "ray": "ray: --executor ray",
+    "gguf": "gguf: GGUF checkpoints",
 }
 #: Module → the extra that installs it.
 PROVIDER: dict[str, str] = {
@@ -31,6 +33,8 @@ PROVIDER: dict[str, str] = {
     "huggingface_hub": "hub",
     "fsspec": "remote",
     "s3fs": "remote",
+    "ray": "ray",
+    "gguf": "gguf",
 }
 
 
