@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "cache": "sparsecheck.engine._cache",
     "baseline": "sparsecheck.engine._baseline",
     "engine": "sparsecheck.engine._run",
+    "provenance": "sparsecheck.engine._provenance",
     "expectations": "sparsecheck.spec._expect",
     "update_sparsity": "sparsecheck.metrics.update_sparsity",
     "update_mask": "sparsecheck.metrics.update_mask",
