@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "hub": "sparsecheck.checkpoints._hub",
     "remote": "sparsecheck.checkpoints._remote",
     "gguf": "sparsecheck.checkpoints._gguf",
+    "dcp": "sparsecheck.checkpoints._dcp",
     "collect": "sparsecheck.spec._collect",
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",

@@ -126,7 +126,8 @@ def test_hashes_over_http_equal_local(
 ) -> None:
     local = _diff_json(capsys, tmp_path, str(pair.base), str(pair.tuned), "--hash")
     remote = _diff_json(capsys, tmp_path, f"{http.url}/base", f"{http.url}/tuned", "--hash")
-    assert [c["content_hash"] for c in remote["checkpoints"]] == [c["content_hash"] for c in local["checkpoints"]]
+    hashes = [[c["content_hash"] for c in report["checkpoints"]] for report in (remote, local)]
+    assert hashes[0] == hashes[1]
     report = tmp_path / "remote.json"
     report.write_text(json.dumps(remote))
     assert main(["verify", str(report), str(pair.tuned)]) == ExitCode.OK
