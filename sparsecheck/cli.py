@@ -360,6 +360,28 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
 
     @_accepts_plugins
     @cli.command()
+    @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
+    @click.argument("checkpoint")
+    def verify(report: Path, checkpoint: str) -> int:
+        """Say whether CHECKPOINT is one that REPORT (a JSON report written with --hash) judged."""
+        from sparsecheck.checkpoints._open import open_checkpoint
+        from sparsecheck.engine._provenance import verify as verify_hashes
+
+        reader = open_checkpoint(pm.hook, checkpoint, Path.cwd())
+        try:
+            verdict = verify_hashes(report, reader)
+        finally:
+            reader.close()
+        if verdict.matched is None:
+            click.echo(f"{checkpoint}: does not match {report}: {verdict.detail}")
+            return ExitCode.CHECKS_FAILED
+        click.echo(
+            f"{checkpoint}: matches {verdict.matched} in {report} ({verdict.tensors} tensor hashes equal)"
+        )
+        return ExitCode.OK
+
+    @_accepts_plugins
+    @cli.command()
     @click.option("-v", "--verbose", is_flag=True, help="Also list each metric's arguments.")
     def metrics(verbose: bool) -> int:
         """List every metric from every plugin, with its arguments."""
