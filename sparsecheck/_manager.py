@@ -28,6 +28,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "formats": "sparsecheck.checkpoints._formats",
     "hub": "sparsecheck.checkpoints._hub",
     "remote": "sparsecheck.checkpoints._remote",
+    "gguf": "sparsecheck.checkpoints._gguf",
     "collect": "sparsecheck.spec._collect",
     "select": "sparsecheck.spec._select",
     "lastfailed": "sparsecheck.engine._lastfailed",

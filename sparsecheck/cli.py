@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = OptionRegistry()
         pm.hook.sparsecheck_addoption.call_historic(kwargs={"options": registry})
         command = build_cli(pm, registry)
-        result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False)
+        defaults = _configured_defaults(command, args)
+        result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False, default_map=defaults)
         return int(result) if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
@@ -50,6 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(traceback.format_exc(), err=True)
         click.echo("sparsecheck: internal error (a bug in sparsecheck or a plugin)", err=True)
         return ExitCode.INTERNAL_ERROR
+
+
+#: The commands that take defaults from pyproject.toml's [tool.sparsecheck] and SPARSECHECK_* variables.
+CONFIGURED_COMMANDS = ("run", "diff")
+
+
+def _configured_defaults(group: click.Group, args: Sequence[str]) -> dict[str, dict[str, Any]] | None:
+    """The ``default_map`` of a ``run`` or ``diff`` invocation (None for other commands)."""
+    if not args or args[0] not in CONFIGURED_COMMANDS:
+        return None
+    from sparsecheck._defaults import default_map
+
+    return default_map({name: group.commands[name] for name in CONFIGURED_COMMANDS}, Path.cwd())
 
 
 def _prescan_plugins(args: Sequence[str]) -> list[str]:
@@ -126,6 +141,12 @@ def _session_options(
             help="Set a spec variable (${NAME}), overriding its vars: value; VALUE is read as YAML.",
         ),
         click.Option(
+            ["--color"],
+            type=click.Choice(["auto", "always", "never"]),
+            help="Colour: auto (the default: on a terminal, unless NO_COLOR; FORCE_COLOR forces it), "
+            "always or never.",
+        ),
+        click.Option(
             ["--cache-dir"],
             type=click.Path(file_okay=False, path_type=Path),
             help="Folder for the last-failed list and results (default ./.sparsecheck_cache).",
@@ -171,7 +192,20 @@ def _pair_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def use_color(choice: str | None, environ: Mapping[str, str]) -> bool | None:
+    """``--color``: True (always), False (never) or None (when the stream is a terminal);
+    under ``auto`` a non-empty ``NO_COLOR`` turns colour off and ``FORCE_COLOR`` (not 0) on."""
+    if choice in ("always", "never"):
+        return choice == "always"
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR", "0") not in ("", "0"):
+        return True
+    return None
+
+
 def _config(pm: pluggy.PluginManager, options: dict[str, Any]) -> Config:
+    click.get_current_context().color = use_color(options.get("color"), os.environ)
     options["verbosity"] = options.pop("verbose", 0) - options.pop("quiet", 0)
     config = Config(pm, options)
     configure(config)

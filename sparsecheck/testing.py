@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import save_file
 
-from sparsecheck._config import Config, Session
+from sparsecheck._config import Session
 from sparsecheck.engine._outcome import CheckOutcome
 
 Layout = Literal["file", "dir", "sharded", "bin", "bin-sharded"]
@@ -259,19 +259,10 @@ def run_spec(
     (``{"verbosity": 1, "json_path": Path(...)}``); the cache folder defaults to the first spec's
     folder.  Usage errors raise, like the CLI's exit 4.
     """
-    from sparsecheck._manager import get_plugin_manager, register
-    from sparsecheck._session import configure, run_session, unconfigure
+    from sparsecheck._session import run_specs
 
-    pm = get_plugin_manager(plugin_names)
-    for index, plugin in enumerate(plugins):
-        register(pm, plugin, name=getattr(plugin, "__name__", f"test-plugin-{index}"))
     defaults = {"verbosity": 0, "cache_dir": Path(paths[0]).parent / ".sparsecheck_cache"} if paths else {}
-    config = Config(pm, {**defaults, **(options or {})})
-    configure(config)
-    try:
-        return run_session(config, paths=[Path(p) for p in paths])
-    finally:
-        unconfigure(config)
+    return run_specs(paths, {**defaults, **(options or {})}, plugin_names, plugins)
 
 
 def run_checks(
