@@ -20,8 +20,12 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 from sparsecheck.errors import SparsecheckError
 from sparsecheck.metrics._api import TensorGroup
 
@@ -29,9 +33,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from sparsecheck.engine._plan import PlannedCheck
-
-#: ``open_group(name, memo)``: the name's group (starting from ``memo``) and the checks wanting it.
-OpenGroup = Callable[[str, "Mapping[Any, Any] | None"], "tuple[TensorGroup, Sequence[PlannedCheck]]"]
 
 #: Workers need ``fork`` (they inherit the open maps and reducers); elsewhere names go one by one.
 CAN_FORK = sys.platform == "linux"
@@ -69,15 +70,62 @@ class Prepared:
         return self
 
 
-@dataclass
-class _Job:
-    """What the workers inherit at fork."""
+class PassPlan:
+    """What preparing a tensor name needs: where each name is stored, the checks wanting it, and
+    the open readers.  Forked workers inherit it; it also travels by pickle (to Ray workers),
+    without the readers, which the receiving process opens again from their ids (paths or hub
+    ids) through the installed format plugins, once per process."""
 
-    open_group: OpenGroup
-    release: Callable[[str], None]
+    def __init__(
+        self,
+        where: Mapping[str, Mapping[str, StoredTensor]],
+        wanted: Mapping[str, Sequence[PlannedCheck]],
+        readers: Mapping[str, CheckpointReader],
+    ) -> None:
+        self.where, self.wanted, self.readers = where, wanted, readers
+
+    def open_group(
+        self, name: str, memo: Mapping[Any, Any] | None
+    ) -> tuple[TensorGroup, Sequence[PlannedCheck]]:
+        """The name's group (starting from ``memo``) and the checks wanting it."""
+        stored = self.where[name]
+        loaded: dict[str, np.ndarray] = {}
+
+        def load(rid: str) -> np.ndarray:
+            if rid not in loaded:
+                loaded[rid] = self.readers[rid].read(stored[rid].meta.name)
+            return loaded[rid]
+
+        group = TensorGroup(name, load, lambda rid: stored[rid].meta, self.readers, memo)
+        return group, self.wanted[name]
+
+    def release(self, name: str) -> None:
+        """Drop the name's pages in every reader."""
+        for rid, stored in self.where[name].items():
+            self.readers[rid].release(stored.meta.name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"where": self.where, "wanted": self.wanted, "reader_ids": sorted(self.readers)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.where, self.wanted = state["where"], state["wanted"]
+        self.readers = {rid: _reopen(rid) for rid in state["reader_ids"]}
 
 
-_JOB: _Job | None = None
+_REOPENED: dict[str, CheckpointReader] = {}
+
+
+def _reopen(rid: str) -> CheckpointReader:
+    """The reader of ``rid`` in this process, opened on first use (see :class:`PassPlan`)."""
+    if rid not in _REOPENED:
+        from sparsecheck._manager import get_plugin_manager
+        from sparsecheck.checkpoints._open import open_checkpoint
+
+        _REOPENED[rid] = open_checkpoint(get_plugin_manager().hook, rid, Path.cwd())
+    return _REOPENED[rid]
+
+
+_JOB: PassPlan | None = None
 
 
 @dataclass
@@ -103,14 +151,19 @@ def _start_worker() -> None:
 
 
 def _prepare_in_worker(names: Sequence[str]) -> list[_Outcome]:
-    return [_prepare_one(name) for name in names]
-
-
-def _prepare_one(name: str) -> _Outcome:
     assert _JOB is not None, "workers are forked from a process with a job"
-    group, items = _JOB.open_group(name, None)
+    return prepare_names(_JOB, names)
+
+
+def prepare_names(plan: PassPlan, names: Sequence[str]) -> list[_Outcome]:
+    """Run the reducers' ``prepare`` for ``names`` (in a worker) and return what they memoized."""
+    return [_prepare_one(plan, name) for name in names]
+
+
+def _prepare_one(plan: PassPlan, name: str) -> _Outcome:
+    group, items = plan.open_group(name, None)
     entry = Prepared(group, items).run()
-    _JOB.release(name)
+    plan.release(name)
     memo = []
     for item in group.memoized.items():
         try:
@@ -129,14 +182,14 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _tasks(names: Iterable[str], nbytes: Mapping[str, int]) -> Iterator[list[str]]:
-    """Consecutive names, grouped until each group stores at least :data:`TASK_BYTES`."""
+def _tasks(names: Iterable[str], nbytes: Mapping[str, int], least: int = TASK_BYTES) -> Iterator[list[str]]:
+    """Consecutive names, grouped until each group stores at least ``least`` bytes."""
     task: list[str] = []
     size = 0
     for name in names:
         task.append(name)
         size += nbytes[name]
-        if size >= TASK_BYTES:
+        if size >= least:
             yield task
             task, size = [], 0
     if task:
@@ -146,25 +199,28 @@ def _tasks(names: Iterable[str], nbytes: Mapping[str, int]) -> Iterator[list[str
 def prepared(
     names: Iterable[str],
     nbytes: Mapping[str, int],
-    open_group: OpenGroup,
-    release: Callable[[str], None],
-    workers: int,
+    plan: PassPlan,
+    workers: int | None,
+    executor: str = "local",
 ) -> Iterator[Prepared]:
     """Yield each name's :class:`Prepared`, in order; with ``workers`` > 1 prepared ahead in
-    that many worker processes (``nbytes``: each name's stored bytes; ``release(name)`` drops
-    a name's pages in a worker)."""
-    if workers <= 1 or not CAN_FORK:
+    that many worker processes, or with ``executor="ray"`` as Ray tasks (``nbytes``: each
+    name's stored bytes)."""
+    if executor == "ray":
+        from sparsecheck.engine._ray import ray_pool
+
+        with ray_pool(plan, workers) as (slots, submit, broken):
+            yield from _in_order(plan, _tasks(names, nbytes, _ray_task_bytes()), submit, slots, broken)
+        return
+    if workers is None or workers <= 1 or not CAN_FORK:
         for name in names:
-            yield Prepared(*open_group(name, None))
+            yield Prepared(*plan.open_group(name, None))
         return
     import multiprocessing  # here: a pass in one process never pays for importing these
     from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     global _JOB
-    _JOB = _Job(open_group, release)
-    pending = _tasks(names, nbytes)
-    queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
+    _JOB = plan
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
     try:
@@ -173,26 +229,56 @@ def prepared(
             # run numpy and one torch thread (see _start_worker), and the pool forks them now.
             warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
             pool.submit(int).result()
-        while True:
-            while len(queue) < workers * AHEAD_PER_WORKER:
-                coming = next(pending, None)
-                if coming is None:
-                    break
-                queue.append((coming, pool.submit(_prepare_in_worker, coming)))
-            if not queue:
-                return
-            task, future = queue.popleft()
-            try:
-                outcomes = future.result()
-            except BrokenProcessPool:
-                raise SparsecheckError(
-                    f"a worker process died preparing tensor {task[0]!r} (out of memory?); "
-                    "run again with --workers 1"
-                ) from None
-            for name, outcome in zip(task, outcomes, strict=True):
-                entry = Prepared(*open_group(name, outcome.memo_values()))
-                entry.seconds, entry.errors = outcome.seconds, outcome.errors
-                yield entry
+        tasks = _tasks(names, nbytes)
+        yield from _in_order(
+            plan, tasks, lambda task: pool.submit(_prepare_in_worker, task), workers, _broken
+        )
     finally:
         _JOB = None
         pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish, queued ones go
+
+
+def _ray_task_bytes() -> int:
+    from sparsecheck.engine._ray import TASK_BYTES as RAY_TASK_BYTES
+
+    return RAY_TASK_BYTES
+
+
+def _in_order(
+    plan: PassPlan,
+    pending: Iterator[list[str]],
+    submit: Callable[[list[str]], Future[list[_Outcome]]],
+    slots: int,
+    broken: Callable[[BaseException], str | None],
+) -> Iterator[Prepared]:
+    """Keep ``slots`` × :data:`AHEAD_PER_WORKER` tasks submitted; yield their names in order.
+    ``broken(exc)`` says why a task's worker died (None: ``exc`` is not such an error)."""
+    queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
+    while True:
+        while len(queue) < slots * AHEAD_PER_WORKER:
+            coming = next(pending, None)
+            if coming is None:
+                break
+            queue.append((coming, submit(coming)))
+        if not queue:
+            return
+        task, future = queue.popleft()
+        try:
+            outcomes = future.result()
+        except Exception as exc:
+            why = broken(exc)
+            if why is None:
+                raise
+            raise SparsecheckError(
+                f"a worker process died preparing tensor {task[0]!r} ({why}); run again with --workers 1"
+            ) from None
+        for name, outcome in zip(task, outcomes, strict=True):
+            entry = Prepared(*plan.open_group(name, outcome.memo_values()))
+            entry.seconds, entry.errors = outcome.seconds, outcome.errors
+            yield entry
+
+
+def _broken(exc: BaseException) -> str | None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return "out of memory?" if isinstance(exc, BrokenProcessPool) else None
