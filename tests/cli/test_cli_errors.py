@@ -238,5 +238,5 @@ def test_a_missing_checkpoint_is_one_error_line(tmp_path: Path, capsys: pytest.C
     result = run_cli(capsys, "run", spec)
     assert result.code == ExitCode.USAGE_ERROR
     assert result.out == ""
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sparsecheck: error: ") and "missing-base" in lines[0], lines
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("sparsecheck: error: ") and "missing-base" in line
