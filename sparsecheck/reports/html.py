@@ -238,7 +238,8 @@ def training_outcomes(steps: Mapping[str, StepRecord]) -> list[CheckOutcome]:
             continue  # a step shared by several spec files (same work key) is drawn once
         seen.add(record.key)
         step = record.step
-        check = Check(step.id, "training_log", {}, step.location, step.spec_path, {})
+        args = {"algorithm": step.settings.get("algorithm", "")}
+        check = Check(step.id, "training_log", args, step.location, step.spec_path, {})
         result = MetricResult("training_log", "loss", {}, "the training step's log", series=dict(series))
         outcomes.append(CheckOutcome(check, Status.PASS, result=result))
     return outcomes

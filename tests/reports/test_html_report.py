@@ -462,3 +462,19 @@ def test_matplotlib_is_imported_only_for_the_html_report(planted: Planted, tmp_p
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_training_losses_are_grouped_by_algorithm() -> None:
+    """GRPO's loss (often 0) is not drawn on DPO's axis: each algorithm gets its panel."""
+    outcomes = []
+    for step_id, algorithm, losses in (("dpo", "dpo", [0.69, 0.6]), ("grpo", "grpo", [0.0, 0.0])):
+        check = Check(
+            step_id, "training_log", {"algorithm": algorithm}, Location("s.yaml", 1, 1), Path("s"), {}
+        )
+        result = MetricResult("training_log", "loss", {}, "log", series={"step": [1, 2], "loss": losses})
+        outcomes.append(CheckOutcome(check, Status.PASS, result=result))
+    curves = _figure_data.loss_curves(outcomes)
+    assert [(c.label, c.group, c.y) for c in curves] == [
+        ("dpo", "dpo", [0.69, 0.6]),
+        ("grpo", "grpo", [0.0, 0.0]),
+    ]
