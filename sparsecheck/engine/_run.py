@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -13,6 +13,7 @@ from sparsecheck._markers import hookimpl
 from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.engine._prefetch import PassPlan, available_cores, prepared
+from sparsecheck.engine._readahead import ReadAhead
 from sparsecheck.metrics._api import MetricResult
 
 if TYPE_CHECKING:
@@ -99,6 +100,25 @@ def read_pass(
         # a remote reader fetches ahead in threads; forked workers fetch their own
         for rid, reader in readers.items():
             reader.will_read([where[name][rid].meta.name for name in names if rid in where[name]])
+    ahead = ReadAhead.for_pass(names, where, readers) if executor == "local" else None
+    try:
+        _reduce(plan, names, nbytes, workers, executor, hook, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _reduce(
+    plan: PassPlan,
+    names: Sequence[str],
+    nbytes: Mapping[str, int],
+    workers: int | None,
+    executor: str,
+    hook: object,
+    ahead: ReadAhead | None,
+) -> None:
+    """Hand each prepared name to its reducers' ``update``, in storage order."""
+    total_bytes = sum(nbytes.values())
     done_bytes, start = 0, time.perf_counter()
     for index, entry in enumerate(prepared(names, nbytes, plan, workers, executor)):
         for position, item in enumerate(entry.items):
@@ -115,6 +135,8 @@ def read_pass(
         for position, seconds in enumerate(entry.seconds):
             entry.items[position].seconds += seconds
         plan.release(entry.group.name)
+        if ahead is not None:
+            ahead.advance(index + 1)
         done_bytes += nbytes[entry.group.name]
         hook.sparsecheck_read_progress(  # type: ignore[attr-defined]
             progress=ReadProgress(index + 1, len(names), done_bytes, total_bytes, time.perf_counter() - start)
