@@ -11,8 +11,9 @@ import click
 from sparsecheck._config import OptionRegistry, ReadProgress
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._cache import ResultCache
+from sparsecheck.engine._passplan import PassPlan
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
-from sparsecheck.engine._prefetch import PassPlan, available_cores, prepared
+from sparsecheck.engine._prefetch import available_cores, prepared
 from sparsecheck.engine._provenance import report_entries, tensor_hash
 from sparsecheck.engine._readahead import ReadAhead
 from sparsecheck.metrics._api import MetricResult
