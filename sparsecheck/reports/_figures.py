@@ -227,6 +227,8 @@ def loss(outcomes: Sequence[CheckOutcome]) -> bytes | None:
     curves = loss_curves(outcomes)
     if not curves:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     groups: dict[str, list[Curve]] = {}
     for curve in curves:
         groups.setdefault(curve.group, []).append(curve)
@@ -239,6 +241,7 @@ def loss(outcomes: Sequence[CheckOutcome]) -> bytes | None:
         if group:
             ax.set_title(group, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
     for ax in axes[len(groups) :]:
