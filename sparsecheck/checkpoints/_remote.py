@@ -5,8 +5,8 @@ A URL names a ``.safetensors`` file, a ``model.safetensors.index.json``, or a fo
 Hugging Face layout (``model.safetensors``, or the index and its shards).  Each file's header
 is read with two range requests (its length, then the header); a tensor is fetched by a range
 request for its bytes alone (16 MiB parts for a larger one), only when the pass reads it, and
-ahead of the pass in threads
-(:mod:`sparsecheck.checkpoints._readahead`).  Nothing is downloaded whole.
+ahead of the pass in threads (:mod:`sparsecheck.checkpoints._readahead`).  Nothing is
+downloaded whole.
 
 fsspec is imported only when a URL is opened (the optional ``remote`` extra; ``s3fs``,
 ``gcsfs``, ``adlfs`` or ``huggingface_hub`` for their schemes).  Credentials come from where
