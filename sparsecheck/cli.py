@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -311,14 +312,26 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @_accepts_plugins
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-    @click.option("--schema", "show_schema", is_flag=True, help="Print the spec format's JSON Schema.")
-    def validate(paths: tuple[Path, ...], show_schema: bool) -> int:
+    @click.option(
+        "--schema",
+        "show_schema",
+        is_flag=True,
+        help="Print the spec format's JSON Schema (with each metric's args).",
+    )
+    @click.option("--report-schema", is_flag=True, help="Print the JSON Schema of the --json report.")
+    def validate(paths: tuple[Path, ...], show_schema: bool, report_schema: bool) -> int:
         """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints."""
         from sparsecheck.spec._collect import collect
-        from sparsecheck.spec._schema import schema_path
 
+        if report_schema:
+            from sparsecheck.reports.json_report import report_schema_path
+
+            click.echo(report_schema_path().read_text(encoding="utf-8"), nl=False)
+            return ExitCode.OK
         if show_schema:
-            click.echo(schema_path().read_text(encoding="utf-8"))
+            from sparsecheck.spec._metric_schema import schema_with_metrics
+
+            click.echo(json.dumps(schema_with_metrics(Config(pm, {}).metrics), indent=2, ensure_ascii=False))
             return ExitCode.OK
         config = Config(pm, {})
         checks = collect(config, list(paths) or [Path.cwd()])

@@ -246,7 +246,11 @@ class CheckItem(pytest.Item):
             lines = [f"{o.status.value}: {o.message}"]
             if o.expectation:
                 lines.append(f"  expected: {o.expectation}")
-            lines += [f"  value:    {o.value}", f"  spec:     {self.check.location}"]
+            lines.append(f"  value:    {o.value}")
+            if o.baseline is not None:
+                change = "" if o.delta is None else f" (change {o.delta:+.6g})"
+                lines.append(f"  baseline: {o.baseline}{change}")
+            lines.append(f"  spec:     {self.check.location}")
             return "\n".join(lines)
         return str(super().repr_failure(excinfo))
 

@@ -103,7 +103,7 @@ class MarkdownReport(FileReport):
     def render(self, session: Session, exitstatus: int) -> bytes:
         deselected = len(session.config.deselected)
         text = render_markdown(self.outcomes, deselected, time.time() - session.started)
-        return text.encode("utf-8")
+        return (("\n" if self.appends() else "") + text).encode("utf-8")  # appended: a paragraph of its own
 
 
 @hookimpl
