@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import mmap
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from sparsecheck._dtypes import STORAGE
 from sparsecheck._files import open_regular
 from sparsecheck._json import JsonError, loads_strict, show
+from sparsecheck.checkpoints import _watch
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
@@ -59,6 +61,7 @@ class SafetensorsFile:
                 header_length = self._header_length(handle.read(8), size)
                 header = handle.read(header_length)
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                _watch.watch(file, os.fstat(handle.fileno()))
         except OSError as exc:
             raise CheckpointError(f"{file}: cannot read: {exc.strerror or exc}") from None
         #: Size of the length prefix plus the JSON header: where the data begins.
@@ -135,18 +138,21 @@ class SafetensorsFile:
         dtype = STORAGE[stored.meta.dtype]
         if not stored.nbytes:
             return np.empty(stored.meta.shape, dtype)
+        _watch.check(self.file)  # a mapped read of a file that shrank would kill the process
         flat = np.frombuffer(self._map, dtype, stored.meta.numel, stored.offset)
         return flat.reshape(stored.meta.shape)
 
     def release(self, name: str) -> None:
         """Drop the tensor's mapped pages from memory (they are read again from the file if needed)."""
         stored = self.tensors[name]
+        _watch.check(self.file)  # the tensor was read from the file as it was opened
         if not _CAN_DROP_PAGES or not stored.nbytes:
             return
         start = stored.offset - stored.offset % mmap.PAGESIZE
         self._map.madvise(mmap.MADV_DONTNEED, start, stored.offset + stored.nbytes - start)
 
     def close(self) -> None:
+        _watch.forget(self.file)
         with contextlib.suppress(BufferError):  # arrays still view the map; it closes with the last
             self._map.close()
 

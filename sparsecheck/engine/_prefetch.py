@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sparsecheck.checkpoints._watch import first_changed
 from sparsecheck.errors import SparsecheckError
 from sparsecheck.metrics._api import TensorGroup
 
@@ -167,6 +168,7 @@ def prepared(
     queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
+    task: list[str] = []
     try:
         with warnings.catch_warnings():
             # Python 3.12+ warns when a process with threads (torch's, say) forks; the workers
@@ -182,17 +184,19 @@ def prepared(
             if not queue:
                 return
             task, future = queue.popleft()
-            try:
-                outcomes = future.result()
-            except BrokenProcessPool:
-                raise SparsecheckError(
-                    f"a worker process died preparing tensor {task[0]!r} (out of memory?); "
-                    "run again with --workers 1"
-                ) from None
+            outcomes = future.result()
             for name, outcome in zip(task, outcomes, strict=True):
                 entry = Prepared(*open_group(name, outcome.memo_values()))
                 entry.seconds, entry.errors = outcome.seconds, outcome.errors
                 yield entry
+    except BrokenProcessPool:  # from result() or from submit() once the pool is broken
+        changed = first_changed()
+        if changed is not None:  # a mapped read of a file that shrank killed the worker
+            raise changed from None
+        where = f" preparing tensor {task[0]!r}" if task else ""
+        raise SparsecheckError(
+            f"a worker process died{where} (killed, or out of memory?); run again with --workers 1"
+        ) from None
     finally:
         _JOB = None
         pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish, queued ones go
