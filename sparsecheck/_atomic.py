@@ -101,3 +101,16 @@ def write_output(path: Path, data: bytes, option: str) -> None:
         write_bytes_atomic(path, data)
     except OSError as exc:
         raise UsageError(f"option {option}: cannot write {path}: {exc.strerror or exc}") from None
+
+
+def append_output(path: Path, data: bytes, option: str) -> None:
+    """Append ``data`` to the file an option names in one ``write`` (``O_APPEND``): what others
+    wrote there stays, and concurrent appenders never interleave within it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise UsageError(f"option {option}: cannot append to {path}: {exc.strerror or exc}") from None

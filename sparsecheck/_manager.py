@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "markdown": "sparsecheck.reports.markdown",
     "html": "sparsecheck.reports.html",
     "history": "sparsecheck.reports.history",
+    "annotations": "sparsecheck.reports.annotations",
 }
 
 

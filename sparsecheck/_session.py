@@ -13,6 +13,7 @@ from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import SparsecheckError, UsageError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._api import MetricResult
+from sparsecheck.reports._filereport import stdout_taken
 from sparsecheck.spec._model import Check
 
 
@@ -156,7 +157,8 @@ def exit_status(outcomes: Sequence[CheckOutcome], strict_warnings: bool) -> Exit
 def _finish(session: Session) -> None:
     hook = session.config.hook
     hook.sparsecheck_sessionfinish(session=session, exitstatus=int(session.exitstatus))
-    hook.sparsecheck_terminal_summary(session=session, write=click.echo)
+    err = stdout_taken(session.config)  # a report writes to stdout: the summary goes to stderr
+    hook.sparsecheck_terminal_summary(session=session, write=lambda text: click.echo(text, err=err))
 
 
 def configure(config: Config) -> None:

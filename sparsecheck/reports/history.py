@@ -15,7 +15,6 @@ before the other reports, so an ``--html`` report of the same run draws it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ import click
 from tabulate import tabulate
 
 import sparsecheck
-from sparsecheck._atomic import prepare_output_path
+from sparsecheck._atomic import append_output, prepare_output_path
 from sparsecheck._config import Config, OptionRegistry, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
@@ -146,16 +145,7 @@ class HistoryWriter:
     @hookimpl(tryfirst=True)
     def sparsecheck_sessionfinish(self, session: Session, exitstatus: int) -> None:
         data = (history_line(session, self.outcomes, self.label, int(exitstatus)) + "\n").encode("utf-8")
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise UsageError(
-                f"option --history: cannot append to {self.path}: {exc.strerror or exc}"
-            ) from None
+        append_output(self.path, data, "--history")
 
     @hookimpl
     def sparsecheck_unconfigure(self, config: Config) -> None:

@@ -45,7 +45,6 @@ class JsonReport(FileReport):
     flag = "--json"
     dest = "json_path"
     title = "JSON report"
-    stdout_allowed = True
 
     def document(self, session: Session, exitstatus: int) -> dict[str, Any]:
         counts = status_counts(self.outcomes)

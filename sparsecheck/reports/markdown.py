@@ -2,13 +2,16 @@
 
 A heading with the overall result, the results table with each status as an emoji and text,
 and a section per failed (and warned) check with its message and spec location.  The file is
-replaced, not appended to.
+replaced, unless ``--md-append`` is given or the file is ``$GITHUB_STEP_SUMMARY`` (where the
+job's other steps write too): then the summary is appended.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -89,12 +92,20 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+def is_step_summary(path: Path) -> bool:
+    """Whether ``path`` is the GitHub Actions job summary file (``$GITHUB_STEP_SUMMARY``)."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    return summary is not None and summary != "" and Path(summary).resolve() == path.resolve()
+
+
 class MarkdownReport(FileReport):
     plugin_name = "markdown-report"
     flag = "--md"
     dest = "md_path"
     title = "Markdown report"
-    stdout_allowed = True
+
+    def appends(self) -> bool:
+        return bool(self.config.getoption("md_append")) or is_step_summary(self.path)
 
     def render(self, session: Session, exitstatus: int) -> bytes:
         deselected = len(session.config.deselected)
@@ -106,7 +117,11 @@ class MarkdownReport(FileReport):
 @hookimpl
 def sparsecheck_addoption(options: OptionRegistry) -> None:
     MarkdownReport.add_option(
-        options, "write a GitHub-flavoured markdown summary (for $GITHUB_STEP_SUMMARY) to FILE"
+        options,
+        "write a GitHub-flavoured markdown summary to FILE (appended to $GITHUB_STEP_SUMMARY); - for stdout",
+    )
+    options.add(
+        "--md-append", "md_append", is_flag=True, help="append the --md summary to FILE, not replace it"
     )
 
 

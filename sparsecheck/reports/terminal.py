@@ -21,6 +21,7 @@ from sparsecheck._config import Config, ReadProgress, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.metrics._api import Fields
+from sparsecheck.reports._filereport import stdout_taken
 from sparsecheck.reports._table import (
     COLUMN_ALIGN,
     FAILED,
@@ -113,7 +114,8 @@ class TerminalReporter:
         if self.verbosity >= 1:
             self._clear_progress()
             time_text = "cached" if outcome.cached else format_duration(outcome.duration)
-            click.echo(f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})")
+            line = f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})"
+            click.echo(line, err=stdout_taken(self.config))
 
     @hookimpl
     def sparsecheck_read_progress(self, progress: ReadProgress) -> None:

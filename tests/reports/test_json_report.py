@@ -39,10 +39,11 @@ def _load(path: Path) -> dict[str, Any]:
 def test_options_parse_with_click(tmp_path: Path) -> None:
     params: list[click.Parameter] = [*option_registry().options]
     command = click.Command("run", params=params, callback=lambda **kw: kw)
-    args = ["--json", "a.json", "--junitxml", "j.xml", "--md", "s.md"]
+    args = ["--json", "a.json", "--junitxml", "j.xml", "--md", "s.md", "--md-append"]
     parsed = command.main(args, standalone_mode=False)
-    assert parsed == {"json_path": Path("a.json"), "junitxml_path": Path("j.xml"), "md_path": Path("s.md")}
-    assert command.main([], standalone_mode=False) == dict.fromkeys(parsed)
+    paths = {"json_path": Path("a.json"), "junitxml_path": Path("j.xml"), "md_path": Path("s.md")}
+    assert parsed == {**paths, "md_append": True}
+    assert command.main([], standalone_mode=False) == {**dict.fromkeys(paths), "md_append": False}
 
 
 def test_document_matches_outcomes(tmp_path: Path) -> None:
