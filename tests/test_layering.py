@@ -18,7 +18,18 @@ import sparsecheck
 
 PACKAGE = Path(sparsecheck.__file__).parent
 #: Modules at the bottom: they import no other sparsecheck module but each other.
-FOUNDATION = {"_atomic", "_dtypes", "_markers", "_version", "errors", "exitcodes"}
+FOUNDATION = {
+    "_atomic",
+    "_cachedir",
+    "_culprit",
+    "_dtypes",
+    "_files",
+    "_json",
+    "_markers",
+    "_version",
+    "errors",
+    "exitcodes",
+}
 
 
 def module_name(path: Path) -> str:
