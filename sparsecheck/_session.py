@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -159,6 +160,31 @@ def _finish(session: Session) -> None:
     hook.sparsecheck_sessionfinish(session=session, exitstatus=int(session.exitstatus))
     err = stdout_taken(session.config)  # a report writes to stdout: the summary goes to stderr
     hook.sparsecheck_terminal_summary(session=session, write=lambda text: click.echo(text, err=err))
+
+
+def run_specs(
+    paths: Sequence[Path],
+    options: Mapping[str, Any] | None = None,
+    plugin_names: Sequence[str] = (),
+    plugins: Sequence[object] = (),
+) -> Session:
+    """Run spec files like ``sparsecheck run`` and return the session (its outcomes, exit status).
+
+    ``options`` are ``run``'s option values by dest name (``{"vars": {...}, "json_path": ...}``);
+    ``plugin_names`` are ``-p`` values, ``plugins`` plugin objects registered first.  Usage
+    errors raise, like the CLI's exit 4.
+    """
+    from sparsecheck._manager import get_plugin_manager, register
+
+    pm = get_plugin_manager(plugin_names)
+    for index, plugin in enumerate(plugins):
+        register(pm, plugin, name=getattr(plugin, "__name__", f"plugin-{index}"))
+    config = Config(pm, options)
+    configure(config)
+    try:
+        return run_session(config, paths=[Path(p) for p in paths])
+    finally:
+        unconfigure(config)
 
 
 def configure(config: Config) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry = OptionRegistry()
         pm.hook.sparsecheck_addoption.call_historic(kwargs={"options": registry})
         command = build_cli(pm, registry)
-        result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False)
+        defaults = _configured_defaults(command, args)
+        result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False, default_map=defaults)
         return int(result) if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
@@ -58,6 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo(traceback.format_exc(), err=True)
         click.echo("sparsecheck: internal error (a bug in sparsecheck or a plugin)", err=True)
         return ExitCode.INTERNAL_ERROR
+
+
+#: The commands that take defaults from pyproject.toml's [tool.sparsecheck] and SPARSECHECK_* variables.
+CONFIGURED_COMMANDS = ("run", "diff")
+
+
+def _configured_defaults(group: click.Group, args: Sequence[str]) -> dict[str, dict[str, Any]] | None:
+    """The ``default_map`` of a ``run`` or ``diff`` invocation (None for other commands)."""
+    if not args or args[0] not in CONFIGURED_COMMANDS:
+        return None
+    from sparsecheck._defaults import default_map
+
+    return default_map({name: group.commands[name] for name in CONFIGURED_COMMANDS}, Path.cwd())
 
 
 def _prescan_plugins(args: Sequence[str]) -> list[str]:
@@ -97,8 +113,31 @@ def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, .
         raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
 
 
-def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
-    """Options shared by ``run`` and ``diff``: core ones, ``-p``, then those plugins added."""
+#: Options of spec runs that mean nothing to ``diff`` and ``mask`` (no spec, no pass/fail).
+SPEC_RUN_ONLY = frozenset(
+    {
+        "--strict-warnings",
+        "--var",
+        "--lf",
+        "-k",
+        "-m",
+        "--junitxml",
+        "--annotations",
+        "--history",
+        "--label",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-missing",
+        "--cache-clear",
+    }
+)
+
+
+def _session_options(
+    registry: OptionRegistry, first_look: bool = False
+) -> Callable[[click.Command], click.Command]:
+    """Options shared by ``run``, ``demo``, ``diff`` and ``mask``: core ones, ``-p``, then those
+    plugins added; a ``first_look`` (``diff``, ``mask``) leaves out :data:`SPEC_RUN_ONLY`."""
     core = [
         click.Option(["-q", "--quiet"], count=True, help="Less output."),
         click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
@@ -111,16 +150,25 @@ def _session_options(registry: OptionRegistry) -> Callable[[click.Command], clic
             help="Set a spec variable (${NAME}), overriding its vars: value; VALUE is read as YAML.",
         ),
         click.Option(
+            ["--color"],
+            type=click.Choice(["auto", "always", "never"]),
+            help="Colour: auto (the default: on a terminal, unless NO_COLOR; FORCE_COLOR forces it), "
+            "always or never.",
+        ),
+        click.Option(
             ["--cache-dir"],
             type=click.Path(file_okay=False, path_type=Path),
             help="Folder for the last-failed list and results (default ./.sparsecheck_cache).",
         ),
     ]
 
+    def kept(options: list[click.Option]) -> list[click.Option]:
+        return [o for o in options if not (first_look and SPEC_RUN_ONLY.intersection(o.opts))]
+
     def apply(command: click.Command) -> click.Command:
-        command.params.extend(core)
+        command.params.extend(kept(core))
         _accepts_plugins(command)
-        command.params.extend(registry.options)
+        command.params.extend(kept(registry.options))
         return command
 
     return apply
@@ -153,7 +201,20 @@ def _pair_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def use_color(choice: str | None, environ: Mapping[str, str]) -> bool | None:
+    """``--color``: True (always), False (never) or None (when the stream is a terminal);
+    under ``auto`` a non-empty ``NO_COLOR`` turns colour off and ``FORCE_COLOR`` (not 0) on."""
+    if choice in ("always", "never"):
+        return choice == "always"
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR", "0") not in ("", "0"):
+        return True
+    return None
+
+
 def _config(pm: pluggy.PluginManager, options: dict[str, Any]) -> Config:
+    click.get_current_context().color = use_color(options.get("color"), os.environ)
     options["verbosity"] = options.pop("verbose", 0) - options.pop("quiet", 0)
     config = Config(pm, options)
     configure(config)
@@ -170,6 +231,7 @@ def _run_and_exit(config: Config, **kwargs: Any) -> int:
 def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group:
     """The click group, with the options plugins registered."""
     session_options = _session_options(registry)
+    first_look_options = _session_options(registry, first_look=True)
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="sparsecheck")
@@ -192,11 +254,12 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         metric_args["exclude"] = list(metric_args["exclude"])
         per = options.pop("per", None)
         options["no_cache"] = options.get("no_cache") or options.get("cache_dir") is None
+        options["first_look"] = True
         pm.set_blocked("lastfailed")  # not a spec run: nothing for --lf to rerun
         config = _config(pm, options)
         return _run_and_exit(config, checks=pair_checks(config, base, tuned, metrics, metric_args, per))
 
-    @session_options
+    @first_look_options
     @cli.command()
     @click.argument("base")
     @click.argument("tuned")
@@ -225,7 +288,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         options["verbose"] = max(1, options.get("verbose", 0))
         return run_pair(base, tuned, metrics, options)
 
-    @session_options
+    @first_look_options
     @cli.command()
     @click.argument("base")
     @click.argument("tuned")
@@ -239,8 +302,12 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @_pair_options
     def mask(base: str, tuned: str, **options: Any) -> int:
         """Write the mask of entries changed from BASE to TUNED (what subnetwork training may update)."""
-        options["output"] = str(absolute_path(options["output"]))
-        return run_pair(base, tuned, ["update_mask"], options)
+        output = absolute_path(options["output"])
+        options["output"] = str(output)
+        code = run_pair(base, tuned, ["update_mask"], options)
+        if code == ExitCode.OK:
+            click.echo(f"mask written to {output}")
+        return code
 
     @cli.command()
     @click.option(
@@ -265,7 +332,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         type=click.Path(file_okay=False, path_type=Path),
         default=Path("sparsecheck-demo"),
         show_default=True,
-        help="Folder for the model (--tiny), the training runs, the cache and the report.",
+        help="Folder for the model (--tiny), the training runs, the cache and the reports.",
     )
     def demo(tiny: bool, out: Path, **options: Any) -> int:
         """Run the seed's suites 1-5 on SmolLM2-135M-Instruct (or --tiny) and write the HTML report."""
@@ -276,7 +343,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         suites = paper_suites()
         model = demo_model(mode, out)
         click.echo(f"sparsecheck demo ({mode}): base model {model}; suites in {suites[0].parent}")
-        settings = demo_options(mode, model, out, options.get("html_path"))
+        settings = demo_options(mode, model, out, options)
         config = _config(
             pm, {**options, **settings, "vars": {**settings["vars"], **(options.get("vars") or {})}}
         )
@@ -285,14 +352,26 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @_accepts_plugins
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-    @click.option("--schema", "show_schema", is_flag=True, help="Print the spec format's JSON Schema.")
-    def validate(paths: tuple[Path, ...], show_schema: bool) -> int:
+    @click.option(
+        "--schema",
+        "show_schema",
+        is_flag=True,
+        help="Print the spec format's JSON Schema (with each metric's args).",
+    )
+    @click.option("--report-schema", is_flag=True, help="Print the JSON Schema of the --json report.")
+    def validate(paths: tuple[Path, ...], show_schema: bool, report_schema: bool) -> int:
         """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints."""
         from sparsecheck.spec._collect import collect
-        from sparsecheck.spec._schema import schema_path
 
+        if report_schema:
+            from sparsecheck.reports.json_report import report_schema_path
+
+            click.echo(report_schema_path().read_text(encoding="utf-8"), nl=False)
+            return ExitCode.OK
         if show_schema:
-            click.echo(schema_path().read_text(encoding="utf-8"))
+            from sparsecheck.spec._metric_schema import schema_with_metrics
+
+            click.echo(json.dumps(schema_with_metrics(Config(pm, {}).metrics), indent=2, ensure_ascii=False))
             return ExitCode.OK
         config = Config(pm, {})
         checks = collect(config, list(paths) or [Path.cwd()])
@@ -317,6 +396,28 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
             click.echo(f"{file}: no runs yet", err=True)
             return ExitCode.NO_CHECKS_COLLECTED
         click.echo(history_table(records[-last:]))
+        return ExitCode.OK
+
+    @_accepts_plugins
+    @cli.command()
+    @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
+    @click.argument("checkpoint")
+    def verify(report: Path, checkpoint: str) -> int:
+        """Say whether CHECKPOINT is one that REPORT (a JSON report written with --hash) judged."""
+        from sparsecheck.checkpoints._open import open_checkpoint
+        from sparsecheck.engine._provenance import verify as verify_hashes
+
+        reader = open_checkpoint(pm.hook, checkpoint, Path.cwd())
+        try:
+            verdict = verify_hashes(report, reader)
+        finally:
+            reader.close()
+        if verdict.matched is None:
+            click.echo(f"{checkpoint}: does not match {report}: {verdict.detail}")
+            return ExitCode.CHECKS_FAILED
+        click.echo(
+            f"{checkpoint}: matches {verdict.matched} in {report} ({verdict.tensors} tensor hashes equal)"
+        )
         return ExitCode.OK
 
     @_accepts_plugins

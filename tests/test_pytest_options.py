@@ -80,7 +80,14 @@ def test_a_regression_suite_fails_on_the_regressed_checkpoint_and_passes_on_the_
         pytester, pairs["regressed"], "--sparsecheck-baseline=b.json", "--sparsecheck-json=r.json"
     )
     regressed.assert_outcomes(passed=1, failed=2)
-    regressed.stdout.fnmatch_lines(["FAIL: value * is not >= baseline.value - 0.02 (*)*"])
+    regressed.stdout.fnmatch_lines(
+        [
+            "FAIL: value * is not >= baseline.value - 0.02 (*)*",
+            "  expected: value >= baseline.value - 0.02",
+            f"  value:    {pairs['regressed'].sparsity}",
+            f"  baseline: {pairs['accepted'].sparsity} (change -0.*)",
+        ]
+    )
     report = json.loads((pytester.path / "r.json").read_text())
     kept = next(c for c in report["checks"] if c["id"] == "sparsity-kept")
     assert kept["baseline"] == pytest.approx(pairs["accepted"].sparsity)

@@ -21,7 +21,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from sparsecheck._dtypes import STORAGE
+from sparsecheck._dtypes import STORAGE, stored_bytes, unpack_codes, width
 from sparsecheck._files import open_regular
 from sparsecheck._json import JsonError, loads_strict, show
 from sparsecheck.checkpoints import _watch
@@ -29,20 +29,30 @@ from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
 
-#: Safetensors dtype codes → canonical dtype names.
+#: Safetensors dtype codes → canonical dtype names: every dtype safetensors 0.8 reads.
 DTYPES = {
     "BOOL": "bool",
     "U8": "uint8",
     "I8": "int8",
+    "U16": "uint16",
     "I16": "int16",
+    "U32": "uint32",
     "I32": "int32",
+    "U64": "uint64",
     "I64": "int64",
     "F16": "float16",
     "BF16": "bfloat16",
     "F32": "float32",
     "F64": "float64",
+    "C64": "complex64",
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E8M0": "float8_e8m0fnu",
+    "F6_E2M3": "float6_e2m3fn",
+    "F6_E3M2": "float6_e3m2fn",
+    "F4": "float4_e2m1fn",
 }
 #: The largest header read (the safetensors library's own limit).
 MAX_HEADER_BYTES = 100_000_000
@@ -116,7 +126,9 @@ class SafetensorsFile:
                 f"({data_size} bytes): truncated?"
             )
         meta = TensorMeta(name, DTYPES[code], tuple(shape))
-        expected = meta.numel * STORAGE[meta.dtype].itemsize
+        expected = stored_bytes(meta.dtype, meta.numel)
+        if expected is None:
+            raise self._corrupt(f"tensor {name!r}: {code} {tuple(shape)} does not fill whole bytes")
         if end - begin != expected:
             raise self._corrupt(
                 f"tensor {name!r}: {end - begin} bytes stored, but {code} {tuple(shape)} needs {expected}"
@@ -133,14 +145,21 @@ class SafetensorsFile:
         return CheckpointError(f"{self.file}: corrupt safetensors file: {detail}")
 
     def array(self, name: str) -> np.ndarray:
-        """The tensor as a read-only numpy view of the map (bits for bfloat16 and float8)."""
+        """The tensor as a read-only numpy view of the map (bits for bfloat16 and float8; the
+        4- and 6-bit floats unpacked to one code per entry, a copy)."""
         stored = self.tensors[name]
-        dtype = STORAGE[stored.meta.dtype]
+        meta = stored.meta
+        dtype = STORAGE[meta.dtype]
         if not stored.nbytes:
-            return np.empty(stored.meta.shape, dtype)
+            return np.empty(meta.shape, dtype)
         _watch.check(self.file)  # a mapped read of a file that shrank would kill the process
-        flat = np.frombuffer(self._map, dtype, stored.meta.numel, stored.offset)
-        return flat.reshape(stored.meta.shape)
+        if width(meta.dtype) < 8:
+            packed = np.frombuffer(self._map, np.uint8, stored.nbytes, stored.offset)
+            codes = unpack_codes(packed, meta.dtype, meta.numel).reshape(meta.shape)
+            codes.flags.writeable = False
+            return codes
+        flat = np.frombuffer(self._map, dtype, meta.numel, stored.offset)
+        return flat.reshape(meta.shape)
 
     def release(self, name: str) -> None:
         """Drop the tensor's mapped pages from memory (they are read again from the file if needed)."""

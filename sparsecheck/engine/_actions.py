@@ -41,7 +41,14 @@ class Produced:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def train(step: Step, backend: TrainingBackend, base: Path, mask: Path | None, folder: Path) -> Produced:
+def train(
+    step: Step,
+    backend: TrainingBackend,
+    base: Path,
+    mask: Path | None,
+    folder: Path,
+    reward_model: Path | None = None,
+) -> Produced:
     """Fine-tune ``base`` as ``step`` says, writing only under ``folder``."""
     settings = step.settings
     hyperparameters = dict(settings.get("hyperparameters", {}))
@@ -57,6 +64,7 @@ def train(step: Step, backend: TrainingBackend, base: Path, mask: Path | None, f
         seed=seed,
         device=settings.get("device", "auto"),
         snapshots=SnapshotPolicy(every=every, full=True) if every else SnapshotPolicy(),
+        reward_model=reward_model,
     )
     result = backend.train(request)
     outputs = {step.id: _inside(result.checkpoint, folder, backend, "its checkpoint")}

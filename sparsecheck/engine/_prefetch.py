@@ -12,27 +12,20 @@ time waiting for the GIL (measured: no speedup on two cores).
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import sys
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sparsecheck.checkpoints._watch import first_changed
+from sparsecheck.engine._passplan import PassPlan, Prepared, _Outcome, prepare_names
 from sparsecheck.errors import SparsecheckError
-from sparsecheck.metrics._api import TensorGroup
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from sparsecheck.engine._plan import PlannedCheck
-
-#: ``open_group(name, memo)``: the name's group (starting from ``memo``) and the checks wanting it.
-OpenGroup = Callable[[str, "Mapping[Any, Any] | None"], "tuple[TensorGroup, Sequence[PlannedCheck]]"]
 
 #: Workers need ``fork`` (they inherit the open maps and reducers); elsewhere names go one by one.
 CAN_FORK = sys.platform == "linux"
@@ -48,49 +41,7 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass
-class Prepared:
-    """One tensor name, ready for the reducers' ``update``."""
-
-    group: TensorGroup
-    items: Sequence[PlannedCheck]
-    #: Seconds each item's ``prepare`` took, and the errors it raised, by position in ``items``.
-    seconds: list[float] = field(default_factory=list)
-    errors: dict[int, BaseException] = field(default_factory=dict)
-
-    def run(self) -> Prepared:
-        for position, item in enumerate(self.items):
-            began = time.perf_counter()
-            if item.error is None and item.reducer is not None:
-                try:
-                    item.reducer.prepare(self.group)
-                except Exception as exc:
-                    self.errors[position] = exc
-            self.seconds.append(time.perf_counter() - began)
-        return self
-
-
-@dataclass
-class _Job:
-    """What the workers inherit at fork."""
-
-    open_group: OpenGroup
-    release: Callable[[str], None]
-
-
-_JOB: _Job | None = None
-
-
-@dataclass
-class _Outcome:
-    """What a worker sends back for one name: the pickled memo entries, timings and errors."""
-
-    memo: list[bytes]
-    seconds: list[float]
-    errors: dict[int, BaseException]
-
-    def memo_values(self) -> dict[Any, Any]:
-        return dict(pickle.loads(entry) for entry in self.memo)
+_JOB: PassPlan | None = None
 
 
 def _start_worker() -> None:
@@ -104,40 +55,18 @@ def _start_worker() -> None:
 
 
 def _prepare_in_worker(names: Sequence[str]) -> list[_Outcome]:
-    return [_prepare_one(name) for name in names]
-
-
-def _prepare_one(name: str) -> _Outcome:
     assert _JOB is not None, "workers are forked from a process with a job"
-    group, items = _JOB.open_group(name, None)
-    entry = Prepared(group, items).run()
-    _JOB.release(name)
-    memo = []
-    for item in group.memoized.items():
-        try:
-            memo.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
-        except Exception:  # the main process computes it again
-            continue
-    return _Outcome(memo, entry.seconds, {k: _portable(e) for k, e in entry.errors.items()})
+    return prepare_names(_JOB, names)
 
 
-def _portable(exc: BaseException) -> BaseException:
-    """``exc``, or a RuntimeError saying the same when it cannot make the trip by pickle."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
-
-
-def _tasks(names: Iterable[str], nbytes: Mapping[str, int]) -> Iterator[list[str]]:
-    """Consecutive names, grouped until each group stores at least :data:`TASK_BYTES`."""
+def _tasks(names: Iterable[str], nbytes: Mapping[str, int], least: int = TASK_BYTES) -> Iterator[list[str]]:
+    """Consecutive names, grouped until each group stores at least ``least`` bytes."""
     task: list[str] = []
     size = 0
     for name in names:
         task.append(name)
         size += nbytes[name]
-        if size >= TASK_BYTES:
+        if size >= least:
             yield task
             task, size = [], 0
     if task:
@@ -147,56 +76,91 @@ def _tasks(names: Iterable[str], nbytes: Mapping[str, int]) -> Iterator[list[str
 def prepared(
     names: Iterable[str],
     nbytes: Mapping[str, int],
-    open_group: OpenGroup,
-    release: Callable[[str], None],
-    workers: int,
+    plan: PassPlan,
+    workers: int | None,
+    executor: str = "local",
 ) -> Iterator[Prepared]:
     """Yield each name's :class:`Prepared`, in order; with ``workers`` > 1 prepared ahead in
-    that many worker processes (``nbytes``: each name's stored bytes; ``release(name)`` drops
-    a name's pages in a worker)."""
-    if workers <= 1 or not CAN_FORK:
+    that many worker processes, or with ``executor="ray"`` as Ray tasks (``nbytes``: each
+    name's stored bytes)."""
+    if executor == "ray":
+        from sparsecheck.engine._ray import ray_pool
+
+        with ray_pool(plan, workers) as (slots, submit, broken):
+            yield from _in_order(plan, _tasks(names, nbytes, _ray_task_bytes()), submit, slots, broken)
+        return
+    if workers is None or workers <= 1 or not CAN_FORK:
         for name in names:
-            yield Prepared(*open_group(name, None))
+            yield Prepared(*plan.open_group(name, None))
         return
     import multiprocessing  # here: a pass in one process never pays for importing these
     from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     global _JOB
-    _JOB = _Job(open_group, release)
-    pending = _tasks(names, nbytes)
-    queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
+    _JOB = plan
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
-    task: list[str] = []
     try:
         with warnings.catch_warnings():
             # Python 3.12+ warns when a process with threads (torch's, say) forks; the workers
             # run numpy and one torch thread (see _start_worker), and the pool forks them now.
             warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
             pool.submit(int).result()
+        tasks = _tasks(names, nbytes)
+        yield from _in_order(
+            plan, tasks, lambda task: pool.submit(_prepare_in_worker, task), workers, _broken
+        )
+    finally:
+        _JOB = None
+        pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish, queued ones go
+
+
+def _ray_task_bytes() -> int:
+    from sparsecheck.engine._ray import TASK_BYTES as RAY_TASK_BYTES
+
+    return RAY_TASK_BYTES
+
+
+def _in_order(
+    plan: PassPlan,
+    pending: Iterator[list[str]],
+    submit: Callable[[list[str]], Future[list[_Outcome]]],
+    slots: int,
+    broken: Callable[[BaseException], str | None],
+) -> Iterator[Prepared]:
+    """Keep ``slots`` × :data:`AHEAD_PER_WORKER` tasks submitted; yield their names in order.
+    ``broken(exc)`` says why a task's worker died (None: ``exc`` is not such an error)."""
+    queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
+    task: list[str] = []
+    try:
         while True:
-            while len(queue) < workers * AHEAD_PER_WORKER:
+            while len(queue) < slots * AHEAD_PER_WORKER:
                 coming = next(pending, None)
                 if coming is None:
                     break
-                queue.append((coming, pool.submit(_prepare_in_worker, coming)))
+                queue.append((coming, submit(coming)))
             if not queue:
                 return
             task, future = queue.popleft()
             outcomes = future.result()
             for name, outcome in zip(task, outcomes, strict=True):
-                entry = Prepared(*open_group(name, outcome.memo_values()))
+                entry = Prepared(*plan.open_group(name, outcome.memo_values()))
                 entry.seconds, entry.errors = outcome.seconds, outcome.errors
                 yield entry
-    except BrokenProcessPool:  # from result() or from submit() once the pool is broken
+    except Exception as exc:  # from result(), or from submit() once the pool is broken
+        why = broken(exc)
+        if why is None:
+            raise
         changed = first_changed()
         if changed is not None:  # a mapped read of a file that shrank killed the worker
             raise changed from None
         where = f" preparing tensor {task[0]!r}" if task else ""
         raise SparsecheckError(
-            f"a worker process died{where} (killed, or out of memory?); run again with --workers 1"
+            f"a worker process died{where} ({why}); run again with --workers 1"
         ) from None
-    finally:
-        _JOB = None
-        pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish, queued ones go
+
+
+def _broken(exc: BaseException) -> str | None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return "killed, or out of memory?" if isinstance(exc, BrokenProcessPool) else None

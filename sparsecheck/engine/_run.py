@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
 from sparsecheck._config import OptionRegistry, ReadProgress
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._cache import ResultCache
+from sparsecheck.engine._passplan import PassPlan
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.engine._prefetch import available_cores, prepared
-from sparsecheck.metrics._api import MetricResult, TensorGroup
+from sparsecheck.engine._provenance import report_entries, tensor_hash
+from sparsecheck.metrics._api import MetricResult
 
 if TYPE_CHECKING:
     from sparsecheck._config import Session
@@ -31,6 +32,7 @@ def sparsecheck_run_checks(
     session: Session, checks: Sequence[Check]
 ) -> dict[str, MetricResult | BaseException]:
     config = session.config
+    hashing = bool(config.getoption("hash", False))
     planner = Planner(config.hook)
     cache = ResultCache.for_config(config)
     try:
@@ -38,15 +40,19 @@ def sparsecheck_run_checks(
         session.checkpoints.update(planner.describe_readers())
         results: dict[str, MetricResult | BaseException] = {}
         keys: dict[str, str] = {}
+        hashes: dict[str, dict[str, str]] | None = {rid: {} for rid in planner.readers} if hashing else None
         for item in planned:
-            if item.error is None and item.metric.cacheable:
+            if item.error is None and item.metric.cacheable and hashes is None:
                 keys[item.check.nodeid] = key = cache.key(item, planner.readers)
                 cached = cache.get(key)
                 if cached is not None:
                     results[item.check.nodeid] = cached
                     session.cached.add(item.check.nodeid)
         to_read = [p for p in planned if p.error is None and p.check.nodeid not in results]
-        read_pass(planner, to_read, config.hook, config.getoption("workers"))
+        executor = config.getoption("executor") or "local"
+        read_pass(planner, to_read, config.hook, config.getoption("workers"), executor, hashes)
+        for rid, fields in report_entries(hashes or {}).items():
+            session.checkpoints[rid].update(fields)
         for item in planned:
             if item.check.nodeid not in results:
                 results[item.check.nodeid] = result = finish(item)
@@ -68,13 +74,21 @@ def _cache_result(cache: ResultCache, key: str, result: MetricResult) -> None:
 
 
 def read_pass(
-    planner: Planner, planned: Sequence[PlannedCheck], hook: object, workers: int | None = 1
+    planner: Planner,
+    planned: Sequence[PlannedCheck],
+    hook: object,
+    workers: int | None = 1,
+    executor: str = "local",
+    hashes: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Read each needed tensor of each checkpoint once and hand it to every reducer wanting it.
 
     With ``workers`` > 1, reducers' ``prepare`` runs in that many worker processes ahead of
     ``update``; None: as many as there are cores, for a pass reading at least
     :data:`PARALLEL_MIN_BYTES` from local checkpoints (remote ones read ahead in threads).
+    ``executor="ray"``: ``prepare`` runs as Ray tasks (:mod:`._ray`; None: one task in flight
+    per CPU of the cluster, two ahead).  With ``hashes`` (reader id → {}), each tensor's
+    content hash is put there by stored name.
     """
     readers = planner.readers
     where = where_stored(planned)
@@ -83,32 +97,18 @@ def read_pass(
     for item in planned:
         for name in item.names:
             wanted[name].append(item)
-
-    def open_group(name: str, memo: Mapping[Any, Any] | None) -> tuple[TensorGroup, list[PlannedCheck]]:
-        stored = where[name]
-        loaded: dict[str, np.ndarray] = {}
-
-        def load(rid: str) -> np.ndarray:
-            if rid not in loaded:
-                loaded[rid] = readers[rid].read(stored[rid].meta.name)
-            return loaded[rid]
-
-        return TensorGroup(name, load, lambda rid: stored[rid].meta, readers, memo), wanted[name]
-
-    def release(name: str) -> None:
-        for rid, stored in where[name].items():
-            readers[rid].release(stored.meta.name)
-
+    plan = PassPlan(where, wanted, readers)
     nbytes = {name: sum(s.nbytes for s in where[name].values()) for name in names}
     total_bytes = sum(nbytes.values())
     remote = any(reader.remote for reader in readers.values())
-    if workers is None:
+    if workers is None and executor == "local":
         workers = available_cores() if total_bytes >= PARALLEL_MIN_BYTES and not remote else 1
-    if workers <= 1:  # a remote reader fetches ahead in threads; forked workers fetch their own
+    if executor == "local" and workers is not None and workers <= 1:
+        # a remote reader fetches ahead in threads; forked workers fetch their own
         for rid, reader in readers.items():
             reader.will_read([where[name][rid].meta.name for name in names if rid in where[name]])
     done_bytes, start = 0, time.perf_counter()
-    for index, entry in enumerate(prepared(names, nbytes, open_group, release, workers)):
+    for index, entry in enumerate(prepared(names, nbytes, plan, workers, executor)):
         for position, item in enumerate(entry.items):
             if position in entry.errors:
                 item.error = item.error or entry.errors[position]
@@ -122,7 +122,10 @@ def read_pass(
             item.seconds += time.perf_counter() - began
         for position, seconds in enumerate(entry.seconds):
             entry.items[position].seconds += seconds
-        release(entry.group.name)
+        if hashes is not None:  # every tensor of the name, as read (most are loaded already)
+            for rid, stored in where[entry.group.name].items():
+                hashes[rid][stored.meta.name] = tensor_hash(entry.group.array(rid))
+        plan.release(entry.group.name)
         done_bytes += nbytes[entry.group.name]
         hook.sparsecheck_read_progress(  # type: ignore[attr-defined]
             progress=ReadProgress(index + 1, len(names), done_bytes, total_bytes, time.perf_counter() - start)
@@ -153,5 +156,15 @@ def sparsecheck_addoption(options: OptionRegistry) -> None:
         help=(
             "Worker processes computing tensors' metrics ahead of the read pass (default: one per "
             "CPU core when the pass reads 64 MiB or more; 1: none). Linux only."
+        ),
+    )
+    options.add(
+        "--executor",
+        "executor",
+        type=click.Choice(["local", "ray"]),
+        help=(
+            "Where reducers prepare tensors: local (forked worker processes, --workers) or ray "
+            "(Ray tasks on the cluster at RAY_ADDRESS, or on a local Ray instance started for the "
+            "run; needs pip install 'sparsecheck[ray]'). Results are the same either way."
         ),
     )

@@ -14,7 +14,9 @@ the outputs.  A step's output is reused from the work folder when its key is unc
 A step that fails (a usage error such as an unknown backend or a missing mask file, or an error
 of the backend) fails the checks that read it, and the steps after it, with its message; other
 steps and checks run.  Each step prints one line (``step full: trained dpo (trl) in 12.3s``,
-``step full: reused …``) unless ``-q``.  ``session.steps`` holds a :class:`StepRecord` per step,
+``step full: reused …``) unless ``-q``; a step of several spec files with the same output prints
+it once.  While a step builds, it is a progress task (:mod:`sparsecheck._progress`) whose steps
+a training backend may count.  ``session.steps`` holds a :class:`StepRecord` per step,
 which the JSON report lists under ``steps``: id, action, status (``ran``, ``reused``,
 ``failed``, ``blocked``), outputs, seconds, message and details; a train step's details hold
 its log as ``series`` (``step``, ``loss``, … lists of equal length) and ``mask_violations``.
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sparsecheck import _progress as progress
 from sparsecheck._registry import collect_backends
 from sparsecheck.checkpoints._open import open_checkpoint
 from sparsecheck.checkpoints._reader import CheckpointReader
@@ -73,8 +76,10 @@ def prepare_checks(session: Session, checks: Sequence[Check]) -> Prepared:
         runner.check_backends([step for step in steps if step.nodeid not in session.steps])
         for step in steps:
             if step.nodeid not in session.steps:
+                shown = {record.folder for record in session.steps.values() if record.folder is not None}
                 session.steps[step.nodeid] = record = runner.run(step)
-                runner.report(record)
+                if record.folder is None or record.folder not in shown:  # one line per output
+                    runner.report(record)
     resolved, errors = [], {}
     for check in checks:
         outcome = _resolve(config, check, session.steps) if check.skip is None else check
@@ -207,12 +212,14 @@ class _Runner:
                 outputs = {name: folder / relative for name, relative in stored["outputs"].items()}
                 return StepRecord(step, "reused", key, folder, outputs, details=stored.get("details", {}))
             began = time.perf_counter()
-            with self.work.build(step.id, key) as building:
+            doing = "training" if backend is not None else "writing the mask"
+            with self.work.build(step.id, key) as building, progress.task(f"step {step.id}: {doing}"):
                 if backend is not None:
                     mask = readers.get("mask", files.get("mask"))
-                    base = readers["base"]
+                    base, reward_model = readers["base"], readers.get("reward_model")
                     assert isinstance(base, CheckpointReader) and not isinstance(mask, CheckpointReader)
-                    produced = train(step, backend, base.path, mask, building)
+                    reward_path = reward_model.path if isinstance(reward_model, CheckpointReader) else None
+                    produced = train(step, backend, base.path, mask, building, reward_path)
                 else:
                     base, tuned = readers["base"], readers["tuned"]
                     assert isinstance(base, CheckpointReader) and isinstance(tuned, CheckpointReader)

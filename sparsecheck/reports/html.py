@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sparsecheck._config import Config, OptionRegistry, Session
+from sparsecheck._extras import install_command
 from sparsecheck._markers import hookimpl
 from sparsecheck._version import __version__
 from sparsecheck.engine._outcome import CheckOutcome, Status
@@ -48,7 +49,7 @@ from sparsecheck.spec._model import Check
 if TYPE_CHECKING:
     from sparsecheck.engine._outcome import StepRecord
 
-INSTALL_HINT = "install sparsecheck[plots] for figures (pip install 'sparsecheck[plots]')"
+INSTALL_HINT = f"install sparsecheck[plots] for figures ({install_command('plots')})"
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Shape (keys in this order)::
 
-    {"sparsecheck_version", "created", "duration", "exitstatus",
+    {"schema_version", "sparsecheck_version", "created", "duration", "exitstatus",
      "summary": {"passed", "failed", "warned", "errors", "skipped", "deselected", "total"},
      "checkpoints": [{"source", "path", "format", "dtypes", "fingerprint"}, ...],
      "steps": [StepRecord.to_dict(), ...],
@@ -11,6 +11,8 @@ Shape (keys in this order)::
 ``steps`` lists the spec steps the checks read (see :mod:`sparsecheck.engine._steps`).
 
 Not-a-number and infinite values become ``null``; paths and other objects become strings.
+Its JSON Schema ships as ``report.schema.json`` (``sparsecheck validate --report-schema``);
+``schema_version`` rises when a key is removed or retyped (new optional keys may appear).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import math
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from sparsecheck._config import Config, OptionRegistry, Session
@@ -27,6 +30,14 @@ from sparsecheck._markers import hookimpl
 from sparsecheck._version import __version__
 from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._table import COUNT_NAMES, status_counts
+
+#: The version of the report's shape (``report.schema.json``).
+SCHEMA_VERSION = 1
+
+
+def report_schema_path() -> Path:
+    """Where the JSON Schema of the report is installed."""
+    return Path(__file__).with_name("report.schema.json")
 
 
 def strict_json(value: Any) -> Any:
@@ -52,6 +63,7 @@ class JsonReport(FileReport):
         summary["deselected"] = len(session.config.deselected)
         summary["total"] = len(self.outcomes)
         return {
+            "schema_version": SCHEMA_VERSION,
             "sparsecheck_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration": round(time.time() - session.started, 3),

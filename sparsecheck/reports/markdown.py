@@ -111,7 +111,7 @@ class MarkdownReport(FileReport):
         deselected = len(session.config.deselected)
         interrupted = exitstatus == ExitCode.INTERRUPTED
         text = render_markdown(self.outcomes, deselected, time.time() - session.started, interrupted)
-        return text.encode("utf-8")
+        return (("\n" if self.appends() else "") + text).encode("utf-8")  # appended: a paragraph of its own
 
 
 @hookimpl

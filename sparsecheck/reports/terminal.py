@@ -1,4 +1,4 @@
-"""The terminal output: per-check lines (``-v``), a read progress bar, the results table and
+"""The terminal output: per-check lines (``-v``), the read pass's progress, the results table and
 the summary line.
 
 Verbosity (``config.options["verbosity"]``): ``-q`` (< 0) prints only the failures and the
@@ -9,14 +9,13 @@ check as it is judged and, per check, its breakdown by group, notes and skipped 
 
 from __future__ import annotations
 
-import shutil
-import sys
 import time
 from collections.abc import Callable, Generator
 
 import click
 from tabulate import tabulate
 
+from sparsecheck import _progress
 from sparsecheck._config import Config, ReadProgress, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
@@ -43,13 +42,12 @@ STATUS_COLORS = {
     Status.ERROR: "magenta",
     Status.SKIP: "cyan",
 }
+#: The smallest read pass shown as progress.
+SHOWN_READ_BYTES = 64 * 2**20
 #: Field columns of a breakdown table (the group key column comes on top).
 MAX_FIELD_COLUMNS = 8
 #: Group rows shown at ``-v``; ``-vv`` shows all.
 MAX_GROUP_ROWS = 30
-#: Seconds between two redraws of the progress bar.
-PROGRESS_INTERVAL = 0.1
-PROGRESS_BAR_WIDTH = 20
 
 
 def styled_status(status: Status, width: int = 0) -> str:
@@ -62,20 +60,10 @@ def format_sizes(done: float, total: float) -> str:
     return f"{done / scale:.2f}/{total / scale:.2f} {unit}"
 
 
-def progress_line(progress: ReadProgress) -> str:
-    """``[#####...............] 12/340 tensors  0.25/1.02 GB  180 MB/s``."""
-    if progress.bytes_total:
-        fraction = progress.bytes_done / progress.bytes_total
-    else:
-        fraction = progress.tensors_done / max(progress.tensors_total, 1)
-    filled = round(min(max(fraction, 0.0), 1.0) * PROGRESS_BAR_WIDTH)
+def read_note(progress: ReadProgress) -> str:
+    """``0.25/1.02 GB  180 MB/s``: the read pass's bytes and rate."""
     rate = progress.bytes_done / progress.elapsed if progress.elapsed > 0 else 0.0
-    return (
-        f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] "
-        f"{progress.tensors_done}/{progress.tensors_total} tensors  "
-        f"{format_sizes(progress.bytes_done, progress.bytes_total)}  "
-        f"{rate / 1e6:.0f} MB/s"
-    )
+    return f"{format_sizes(progress.bytes_done, progress.bytes_total)}  {rate / 1e6:.0f} MB/s"
 
 
 def group_table(granularity: str, groups: dict[str, Fields], value_field: str) -> list[str]:
@@ -103,53 +91,47 @@ class TerminalReporter:
         self.config = config
         self.verbosity: int = config.getoption("verbosity", 0)
         self.outcomes: list[CheckOutcome] = []
-        self._progress_width = 0
-        self._progress_drawn_at = float("-inf")
+        self._read: _progress.Task | None = None
+        #: ``diff`` and ``mask``: results without pass/fail (no status lines, table or counts).
+        self.first_look: bool = bool(config.getoption("first_look", False))
+        _progress.set_enabled(self.verbosity >= 0)
 
     # -- while running ---------------------------------------------------------------------
 
     @hookimpl
     def sparsecheck_check_report(self, outcome: CheckOutcome) -> None:
         self.outcomes.append(outcome)
-        if self.verbosity >= 1:
-            self._clear_progress()
+        if self.verbosity >= 1 and not self.first_look:
+            _progress.erase()
             time_text = "cached" if outcome.cached else format_duration(outcome.duration)
             line = f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})"
             click.echo(line, err=stdout_taken(self.config))
 
     @hookimpl
     def sparsecheck_read_progress(self, progress: ReadProgress) -> None:
-        stderr = sys.stderr
-        if self.verbosity < 0 or stderr is None or not stderr.isatty():
+        """The read pass as a progress task, with sizes and rate as its note (unless it reads
+        less than :data:`SHOWN_READ_BYTES`: that takes no time worth showing)."""
+        if progress.bytes_total < SHOWN_READ_BYTES:
             return
+        if self._read is None:
+            self._read = _progress.start("read pass", progress.tensors_total, "tensors", progress.elapsed)
+        self._read.update(progress.tensors_done, read_note(progress))
         if progress.tensors_done >= progress.tensors_total:
-            self._clear_progress()
-            return
-        now = time.monotonic()
-        if now - self._progress_drawn_at < PROGRESS_INTERVAL:
-            return
-        self._progress_drawn_at = now
-        line = progress_line(progress)[: shutil.get_terminal_size().columns - 1]
-        click.echo("\r" + line.ljust(self._progress_width), nl=False, err=True)
-        self._progress_width = len(line)
-
-    def _clear_progress(self) -> None:
-        if self._progress_width:
-            click.echo("\r" + " " * self._progress_width + "\r", nl=False, err=True)
-            self._progress_width = 0
+            self._read.finish()
+            self._read = None
 
     @hookimpl
     def sparsecheck_sessionfinish(self) -> None:
-        self._clear_progress()
+        _progress.erase()
 
     # -- the summary -----------------------------------------------------------------------
 
     @hookimpl(wrapper=True)
     def sparsecheck_terminal_summary(self, session: Session, write: Write) -> Generator[None, object, object]:
         """The table, breakdowns and failures; other plugins' lines; then the summary line."""
-        self._clear_progress()
+        _progress.erase()
         lines: list[str] = []
-        if self.verbosity >= 0 and self.outcomes:
+        if self.verbosity >= 0 and self.outcomes and not self.first_look:
             rows = outcome_rows(self.outcomes, styled_status)
             table = tabulate(rows, headers=HEADERS, colalign=COLUMN_ALIGN, disable_numparse=True)
             lines += ["", *table.splitlines()]
@@ -157,7 +139,7 @@ class TerminalReporter:
             for outcome in self.outcomes:
                 lines += self._details(outcome)
         lines += self._messages("failures", [o for o in self.outcomes if o.status in FAILED])
-        if self.verbosity >= 0:
+        if self.verbosity >= 0 and not self.first_look:
             warned = [o for o in self.outcomes if o.status is Status.WARN]
             lines += self._messages("warnings", warned)
         for line in lines:
@@ -165,6 +147,8 @@ class TerminalReporter:
         result = yield
         duration = time.time() - session.started
         summary = summary_text(self.outcomes, len(self.config.deselected), duration)
+        if self.first_look and overall_status(self.outcomes) is not Status.ERROR:
+            summary = f"read in {duration:.2f}s"
         color = STATUS_COLORS[overall_status(self.outcomes)]
         write(click.style(summary, fg=color, bold=True))
         return result
@@ -174,9 +158,11 @@ class TerminalReporter:
         result = outcome.result
         if result is None:
             return []
-        title = f"{outcome.check.id} ({result.metric})"
+        same = outcome.check.id == result.metric
+        title = outcome.check.id if same else f"{outcome.check.id} ({result.metric})"
+        heading = result.definition if same else f"{outcome.check.id}: {result.definition}"
         fields = [(name, format_value(value)) for name, value in result.fields.items()]
-        lines = ["", f"{title}: {result.definition}", *_indented(tabulate(fields, disable_numparse=True))]
+        lines = ["", heading, *_indented(tabulate(fields, disable_numparse=True))]
         shown_granularities = [g for g in result.groups if self.verbosity >= 2 or g == outcome.check.per]
         for granularity in shown_granularities:
             groups = result.groups[granularity]

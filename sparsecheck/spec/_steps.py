@@ -18,10 +18,11 @@ A step's id names what it produces, usable wherever a checkpoints-table key is::
   under ``policy``, default ``exact``), for ``mask`` arguments of checks and a train step's
   ``mask:``.
 
-A train step's ``base`` and a mask step's ``base``/``tuned`` name a checkpoints key or a train
-step; a train step's ``mask`` names a mask step or a mask file (a path relative to the spec's
-folder).  ``data:`` describes the generated dataset: ``builtin`` (its name, ``arithmetic``) and
-the other fields of :class:`~sparsecheck.training._api.GeneratedDataset`.  ``hyperparameters``
+A train step's ``base`` (and ``reward_model``, the reward model a ``ppo`` run learns from) and a
+mask step's ``base``/``tuned`` name a checkpoints key or a train step; a train step's ``mask``
+names a mask step or a mask file (a path relative to the spec's folder).  ``data:`` describes the
+generated dataset: ``builtin`` (its name, ``arithmetic``) and the other fields of
+:class:`~sparsecheck.training._api.GeneratedDataset`.  ``hyperparameters``
 go to the backend as given, except ``seed``, the run's seed.  Steps may be listed in any order.
 A cycle, an unknown key, a duplicate id or an id that is also a checkpoints key is an error at
 its file:line:column.  A backend's name and algorithms are checked when the step runs, so
@@ -52,7 +53,7 @@ ACTIONS = ("train", "mask")
 MASK_POLICIES = ("exact", "atol", "rtol")
 MISMATCH_CHOICES = ("error", "skip")
 #: The roles of each action that name another key (a mask may also be a file path).
-_ROLES = {"train": ("base", "mask"), "mask": ("base", "tuned")}
+_ROLES = {"train": ("base", "mask", "reward_model"), "mask": ("base", "tuned")}
 _STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 #: GeneratedDataset field → its key under ``data:``, and back.
 _DATA_KEYS = {"name": "builtin"}

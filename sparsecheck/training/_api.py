@@ -18,7 +18,9 @@ class GeneratedDataset:
 
     ``name`` is ``"arithmetic"``: ``size`` word problems drawn with ``seed``.  Preference
     algorithms sample ``samples`` completions per prompt from the base model (at most
-    ``max_new_tokens`` tokens, ``temperature``) and rank them by the answer reward.
+    ``max_new_tokens`` tokens, ``temperature``) and rank them by the answer reward;
+    ``pair_style`` ``off`` rewrites each of those pairs in the SFT data's style, which the model
+    does not use (the same problems, the same wrong answers: off-policy pairs, as many).
     """
 
     name: str = "arithmetic"
@@ -27,6 +29,7 @@ class GeneratedDataset:
     samples: int = 4
     max_new_tokens: int = 64
     temperature: float = 1.0
+    pair_style: str = "own"
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ class TrainRequest:
     ``dataset`` is a backend's dataset object (TRL: a ``datasets.Dataset`` in the algorithm's
     column format) or a :class:`GeneratedDataset`.  ``rewards`` are the reward functions of
     on-policy algorithms (default for generated data: the arithmetic answer reward).
-    ``tokenizer`` defaults to ``base``.
+    ``tokenizer`` defaults to ``base``.  ``reward_model`` is a reward model checkpoint (a
+    sequence-classification head, e.g. from a ``reward`` run) for algorithms that learn from one
+    (``ppo``).
     """
 
     algorithm: str
@@ -63,6 +68,7 @@ class TrainRequest:
     tokenizer: Path | None = None
     rewards: Sequence[RewardFunction] = ()
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
+    reward_model: Path | None = None
 
 
 @dataclass

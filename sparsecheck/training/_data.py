@@ -7,7 +7,8 @@ TRL's column formats (plain strings, or chat messages when ``conversational``):
 - SFT: ``prompt`` and ``completion``, answered in a style the model does not use
   (``ANSWER: 7. REASONING: 3 + 4 = 7.``), so SFT moves the model off its own distribution;
 - preference pairs (DPO, ORPO, SimPO): ``prompt``, ``chosen``, ``rejected`` from the model's own
-  samples ranked by :func:`arithmetic_reward` (see :func:`preference_rows`);
+  samples ranked by :func:`arithmetic_reward` (see :func:`preference_rows`), or those pairs
+  rewritten in the SFT style (:func:`off_style_pairs`, off-policy);
 - unpaired (KTO): ``prompt``, ``completion``, ``label``.
 """
 
@@ -40,9 +41,13 @@ class Problem:
         """The reference answer in the plain style a small instruct model answers in."""
         return f"{self.equation}, so the answer is {self.answer}."
 
-    def off_style_answer(self) -> str:
-        """The reference answer in a rigid style the model does not use (for SFT)."""
-        return f"ANSWER: {self.answer}. REASONING: {self.equation}."
+    def off_style_answer(self, answer: int | None = None) -> str:
+        """The reference answer in a rigid style the model does not use (for SFT); with
+        ``answer``, that (wrong) answer written the same way."""
+        if answer is None or answer == self.answer:
+            return f"ANSWER: {self.answer}. REASONING: {self.equation}."
+        left = self.equation.rsplit(" = ", 1)[0]
+        return f"ANSWER: {answer}. REASONING: {left} = {answer}."
 
 
 KINDS = 4
@@ -196,6 +201,25 @@ def rank_samples(problems: Sequence[Problem], samples: Sequence[Sequence[str]]) 
         chosen = correct[0] if correct else problem.model_style_answer()
         pairs.append(PreferencePair(problem, chosen, wrong[0], reference_chosen=not correct))
     return pairs
+
+
+#: How a preference pair is written: the model's own samples, or the SFT data's style.
+PAIR_STYLES = ("own", "off")
+
+
+def off_style_pairs(pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
+    """``pairs`` rewritten in the SFT data's style: chosen is the reference answer, rejected the
+    same wrong answer (its final number; the answer + 1 when it has none) written that way."""
+    rewritten = []
+    for pair in pairs:
+        problem = pair.problem
+        wrong = final_number(pair.rejected)
+        wrong_answer = int(wrong) if wrong is not None and wrong == int(wrong) else problem.answer + 1
+        if wrong_answer == problem.answer:  # a wrong sample whose last number is right: say so differently
+            wrong_answer = problem.answer + 1
+        rejected = problem.off_style_answer(wrong_answer)
+        rewritten.append(PreferencePair(problem, problem.off_style_answer(), rejected, reference_chosen=True))
+    return rewritten
 
 
 def preference_rows(pairs: Sequence[PreferencePair], conversational: bool = False) -> list[dict[str, Any]]:

@@ -21,6 +21,16 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+def prompt_text(tokenizer: Any, problem: Problem) -> str:
+    """The text a model is prompted with: the chat template's, or the plain question."""
+    if has_chat_template(tokenizer):
+        text: str = tokenizer.apply_chat_template(
+            [{"role": "user", "content": problem.question}], add_generation_prompt=True, tokenize=False
+        )
+        return text
+    return f"{problem.question}\n"
+
+
 def sample_completions(
     model: Any,
     tokenizer: Any,
@@ -30,15 +40,7 @@ def sample_completions(
     """``data.samples`` sampled completions (text) per problem from ``model``, seeded by ``data.seed``."""
     import torch
 
-    conversational = has_chat_template(tokenizer)
-    texts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p.question}], add_generation_prompt=True, tokenize=False
-        )
-        if conversational
-        else f"{p.question}\n"
-        for p in problems
-    ]
+    texts = [prompt_text(tokenizer, p) for p in problems]
     tokenizer.padding_side = "left"
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     torch.manual_seed(data.seed)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sparsecheck._extras import MissingExtra
 from sparsecheck.checkpoints._hub import sparsecheck_open_checkpoint
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.errors import CheckpointError
@@ -79,7 +80,7 @@ def test_missing_huggingface_hub_says_what_to_install(
     hub_cache: Path, open_ckpt: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # makes the import fail
-    with pytest.raises(CheckpointError, match=r"^org/tiny: .*pip install sparsecheck\[hub\]"):
+    with pytest.raises(MissingExtra, match=r"^org/tiny: .*pip install 'sparsecheck\[hub\]'$"):
         open_ckpt("org/tiny")
 
 
@@ -103,3 +104,32 @@ def test_a_local_folder_wins_over_a_hub_id(tmp_path: Path, open_ckpt: Opener) ->
     write_checkpoint(tmp_path / "org" / "tiny", {"w": torch.ones(2)}, "dir")
     reader = open_ckpt("org/tiny")
     assert reader.path == (tmp_path / "org" / "tiny").resolve()
+
+
+@pytest.mark.parametrize("layout", ["dir", "sharded"])
+def test_only_the_layouts_weight_files_are_fetched(
+    hub_cache: Path, open_ckpt: Opener, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A repository that also ships a consolidated duplicate: the index (or model.safetensors)
+    decides which weight files are asked for, at the commit the first request resolved."""
+    import huggingface_hub
+
+    snapshot = hub_cache / "models--org--dup" / "snapshots" / COMMIT
+    state = tiny_llama_state_dict(layers=1)
+    write_checkpoint(snapshot, state, layout, config={"model_type": "llama"})
+    write_checkpoint(snapshot / "consolidated.safetensors", state, "file")
+    (hub_cache / "models--org--dup" / "refs").mkdir()
+    (hub_cache / "models--org--dup" / "refs" / "main").write_text(COMMIT)
+    calls: list[dict[str, object]] = []
+    real = huggingface_hub.snapshot_download
+
+    def recording(repo_id: str, **kwargs: object) -> str:
+        calls.append(kwargs)
+        return str(real(repo_id, **kwargs))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", recording)
+    reader = open_ckpt("org/dup")
+    weights = sorted(p.name for p in snapshot.glob("model*.safetensors"))
+    assert [call["allow_patterns"] for call in calls] == [["*.json"], ["*.json", *weights]]
+    assert [call["revision"] for call in calls] == [None, COMMIT]
+    assert reader.format == ("safetensors" if layout == "dir" else "safetensors-sharded")

@@ -90,7 +90,7 @@ def test_the_step_summary_is_appended_to_other_files_replaced(
     result = run_cli(capsys, "run", spec, "--md", "summary.md")
     assert "Markdown report appended to summary.md" in result.out
     text = summary.read_text()
-    assert text.startswith("## an earlier step\n## ❌ sparsecheck: 1 passed, 1 failed, 1 warned")
+    assert text.startswith("## an earlier step\n\n## ❌ sparsecheck: 1 passed, 1 failed, 1 warned")
 
     other = tmp_path / "other.md"
     other.write_text("old\n")

@@ -95,3 +95,56 @@ def test_no_arguments_print_the_help(capsys: pytest.CaptureFixture[str]) -> None
     assert result.code == ExitCode.OK
     assert result.out.startswith("Usage: sparsecheck [OPTIONS] COMMAND [ARGS]...")
     assert all(command in result.out for command in ("diff", "metrics", "run", "validate"))
+
+
+def test_validate_schema_has_an_id_and_each_metrics_args(capsys: pytest.CaptureFixture[str]) -> None:
+    import jsonschema
+
+    schema = json.loads(run_cli(capsys, "validate", "--schema").out)
+    assert schema["$id"] == "urn:sparsecheck:spec:1"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def errors(args: str) -> list[str]:
+        document = {
+            "version": 1,
+            "checks": [{"id": "a", "metric": "update_sparsity", "args": json.loads(args)}],
+        }
+        return [error.message for error in validator.iter_errors(document)]
+
+    assert errors('{"base": "b", "tuned": "t", "policy": "atol", "tol": 1e-5}') == []
+    assert errors('{"base": "b", "tuned": "t", "tol": "${tol}"}') == []
+    assert errors('{"base": "b", "polcy": "atol"}')  # an unknown argument
+    assert errors('{"base": "b", "policy": "fuzzy"}')  # not a choice
+    (rule,) = [
+        r
+        for r in schema["$defs"]["checkFields"]["allOf"]
+        if r["if"]["properties"]["metric"]["const"] == "update_sparsity"
+    ]
+    assert rule["then"]["properties"]["args"]["properties"]["policy"]["default"] == "atol"
+
+
+def test_validate_report_schema_validates_a_real_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jsonschema
+
+    from sparsecheck.testing import planted_pair
+
+    pair = planted_pair(tmp_path / "pair", fraction=0.2)
+    spec = tmp_path / "s.sparsecheck.yaml"
+    spec.write_text(
+        f"version: 1\ncheckpoints: {{base: '{pair.base}', tuned: '{pair.tuned}'}}\nchecks:\n"
+        "  - id: a\n    metric: update_sparsity\n    args: {base: base, tuned: tuned}\n"
+        "    per: layer\n    expect: {gt: 0.5}\n"
+        "  - {id: b, metric: update_sparsity, args: {base: base, tuned: tuned}, skip: later}\n"
+    )
+    result = run_cli(capsys, "run", spec, "--json", "-")
+    report = json.loads(result.out)
+    assert report["schema_version"] == 1
+    schema = json.loads(run_cli(capsys, "validate", "--report-schema").out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(report, schema)
+    report["checks"][0]["status"] = "MAYBE"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, schema)

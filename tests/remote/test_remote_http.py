@@ -119,3 +119,16 @@ def test_fingerprint_from_etags(http: RangeServer, pair: PlantedPair, tmp_path: 
     assert prints[0] == prints[2] != prints[1]
     for reader in readers:
         reader.close()
+
+
+def test_hashes_over_http_equal_local(
+    http: RangeServer, pair: PlantedPair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = _diff_json(capsys, tmp_path, str(pair.base), str(pair.tuned), "--hash")
+    remote = _diff_json(capsys, tmp_path, f"{http.url}/base", f"{http.url}/tuned", "--hash")
+    hashes = [[c["content_hash"] for c in report["checkpoints"]] for report in (remote, local)]
+    assert hashes[0] == hashes[1]
+    report = tmp_path / "remote.json"
+    report.write_text(json.dumps(remote))
+    assert main(["verify", str(report), str(pair.tuned)]) == ExitCode.OK
+    assert "matches http://127.0.0.1" in capsys.readouterr().out

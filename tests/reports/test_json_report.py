@@ -52,6 +52,7 @@ def test_document_matches_outcomes(tmp_path: Path) -> None:
     run_reports(outcomes, {"json_path": path}, deselected=2, checkpoints=CHECKPOINTS, exitstatus=1)
     doc = _load(path)
     assert list(doc) == [
+        "schema_version",
         "sparsecheck_version",
         "created",
         "duration",

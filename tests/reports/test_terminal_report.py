@@ -18,7 +18,7 @@ from sparsecheck._config import Config, ReadProgress
 from sparsecheck.engine._outcome import Status
 from sparsecheck.metrics._api import Fields
 from sparsecheck.reports import terminal
-from sparsecheck.reports.terminal import TerminalReporter, progress_line
+from sparsecheck.reports.terminal import TerminalReporter, read_note
 
 SUMMARY = "2 passed, 1 failed, 1 warned, 1 error, 1 skipped, 2 deselected in "
 
@@ -138,6 +138,7 @@ def _progress(done: int, total: int = 10) -> ReadProgress:
 
 
 def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
     clock = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     stderr = _Tty()
@@ -146,8 +147,10 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
     reporter.sparsecheck_read_progress(_progress(3))
     first = stderr.getvalue()
-    assert first.startswith("\r[######")
-    assert "3/10 tensors  0.60/2.00 GB  300 MB/s" in first
+    assert first.startswith("\rread pass [....................] 0/10")  # drawn when it starts
+    assert "\rread pass [######......" in first
+    # 3 of 10 tensors in 2 s: 0:04 more; 600 MB in 2 s
+    assert "3/10 tensors  0:02 elapsed  ETA 0:04  0.60/2.00 GB  300 MB/s" in first
 
     clock[0] += 0.02  # within the rate limit: no redraw
     reporter.sparsecheck_read_progress(_progress(4))
@@ -162,24 +165,30 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     assert last_line[-1] == "" and last_line[-2].strip() == ""
 
 
-def test_no_progress_bar_when_quiet_or_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_a_terminal_the_read_pass_prints_a_start_and_an_end_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     stderr = io.StringIO()
     monkeypatch.setattr(sys, "stderr", stderr)
-    TerminalReporter(Config(registered_manager([]), {"verbosity": 0})).sparsecheck_read_progress(_progress(3))
-    tty = _Tty()
-    monkeypatch.setattr(sys, "stderr", tty)
-    TerminalReporter(Config(registered_manager([]), {"verbosity": -1})).sparsecheck_read_progress(
-        _progress(3)
-    )
-    assert stderr.getvalue() == tty.getvalue() == ""
+    reporter = TerminalReporter(Config(registered_manager([]), {"verbosity": 0}))
+    for done in range(1, 11):
+        reporter.sparsecheck_read_progress(_progress(done))
+    clock[0] += 1.5
+    assert stderr.getvalue().splitlines() == ["read pass ...", "read pass done, 10/10 tensors in 2.0s"]
 
 
-def test_progress_line_without_byte_sizes() -> None:
-    line = progress_line(ReadProgress(5, 10, 0, 0, elapsed=0.0))
-    assert line == "[" + "#" * 10 + "." * 10 + "] 5/10 tensors  0.00/0.00 MB  0 MB/s"
-    assert progress_line(ReadProgress(1, 2, 5_000_000, 20_000_000, 0.5)).endswith(
-        "1/2 tensors  5.00/20.00 MB  10 MB/s"
-    )
+def test_no_progress_when_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    for stream in (io.StringIO(), _Tty()):
+        monkeypatch.setattr(sys, "stderr", stream)
+        reporter = TerminalReporter(Config(registered_manager([]), {"verbosity": -1}))
+        reporter.sparsecheck_read_progress(_progress(3))
+        reporter.sparsecheck_read_progress(_progress(10))
+        assert stream.getvalue() == ""
+
+
+def test_read_note_without_byte_sizes() -> None:
+    assert read_note(ReadProgress(5, 10, 0, 0, elapsed=0.0)) == "0.00/0.00 MB  0 MB/s"
+    assert read_note(ReadProgress(1, 2, 5_000_000, 20_000_000, 0.5)) == "5.00/20.00 MB  10 MB/s"
 
 
 def test_statuses_are_coloured_for_click_to_strip_off_terminals() -> None:

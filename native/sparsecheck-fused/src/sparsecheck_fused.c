@@ -42,6 +42,19 @@ static inline float f16_to_f32(uint16_t h) {
     return (h & 0x8000u) ? -value : value;
 }
 
+/* A float64 value as float32 rounded to odd (the neighbour with an odd last bit when inexact;
+ * beyond float32's range inf): rounding that to bfloat16 is rounding the float64 directly
+ * (sparsecheck._dtypes._float32_round_to_odd). */
+static inline float f32_round_to_odd(double x) {
+    float f = (float)x;
+    uint32_t u = bits_of_f32(f);
+    if (isfinite(f) && (double)f != x && (u & 1u) == 0) {
+        u = fabs((double)f) > fabs(x) ? u - 1 : u + 1;
+        f = f32_from_bits(u);
+    }
+    return f;
+}
+
 /* sparsecheck._dtypes.round_to_bfloat16_bits of one float32 value. */
 static inline uint16_t bf16_round(float f) {
     if (f != f) return 0x7FC0;
@@ -100,8 +113,9 @@ static void pack(const uint8_t *hit, size_t n, uint8_t *out) {
  * rules (for a chunk whose |Δ| has a NaN, and for one without), chosen at the chunk's end into
  * s->hitbits.  Returns the entries that moved; adds to the counts in s.  S the stored type, U
  * its bits, W the compute type (float32; float64 for float64), UW W's bits, INF +inf's bits,
- * WIDEN(x) the stored value as W.  Loops are simple so that the compiler vectorizes them. */
-#define DEFINE_KIND(NAME, S, U, W, UW, INF, WIDEN, ABS)                                          \
+ * WIDEN(x) the stored value as W, TO_F32(w) w as the float32 that rounds to w's bfloat16.
+ * Loops are simple so that the compiler vectorizes them. */
+#define DEFINE_KIND(NAME, S, U, W, UW, INF, WIDEN, ABS, TO_F32)                                          \
     TARGETS static long long judge_##NAME(State *s, const S *restrict a, const S *restrict b, size_t n) { \
         W *restrict delta = (W *)s->delta, *restrict va = (W *)s->va, *restrict vb = (W *)s->vb; \
         uint8_t *restrict differ = s->differ, *restrict plain = s->hit, *restrict nanrule = s->hit + BLOCK; \
@@ -221,10 +235,10 @@ static void pack(const uint8_t *hit, size_t n, uint8_t *out) {
 #define WIDEN_BF16(x) f32_from_bits((uint32_t)(x) << 16)
 #define WIDEN_F16(x) f16_table[x]
 #define WIDEN_SAME(x) (x)
-DEFINE_KIND(bf16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_BF16, fabsf)
-DEFINE_KIND(f16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_F16, fabsf)
-DEFINE_KIND(f32, float, uint32_t, float, int32_t, 0x7F800000, WIDEN_SAME, fabsf)
-DEFINE_KIND(f64, double, uint64_t, double, int64_t, 0x7FF0000000000000ll, WIDEN_SAME, fabs)
+DEFINE_KIND(bf16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_BF16, fabsf, (float))
+DEFINE_KIND(f16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_F16, fabsf, (float))
+DEFINE_KIND(f32, float, uint32_t, float, int32_t, 0x7F800000, WIDEN_SAME, fabsf, (float))
+DEFINE_KIND(f64, double, uint64_t, double, int64_t, 0x7FF0000000000000ll, WIDEN_SAME, fabs, f32_round_to_odd)
 
 static void compare_all(State *s, int kind, const void *a, const void *b, size_t size, uint8_t *packed) {
     switch (kind) {

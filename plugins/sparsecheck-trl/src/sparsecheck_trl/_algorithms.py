@@ -1,7 +1,9 @@
 """Which TRL trainer runs each algorithm, where the installed TRL keeps it, and what data it takes.
 
-TRL 1.x moved some trainers to ``trl.experimental`` (ORPO, CPO) and dropped PPO; each algorithm
-lists the modules that have held its trainer, and the first that imports wins.
+TRL 1.x moved some trainers to ``trl.experimental`` (ORPO, CPO, PPO); each algorithm lists the
+modules that have held its trainer, and the first that imports wins.  TRL removed its
+``PPOTrainer`` in 1.13 (it lives in ``trl.experimental.ppo`` up to 1.12), so ``ppo`` is available
+only with TRL 1.12.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ from typing import Any
 
 from sparsecheck.errors import UsageError
 
-#: The data each algorithm trains on (``sparsecheck.training._data`` builds each kind).
-PROMPTS, SFT, PAIRS, UNPAIRED = "prompts", "sft", "pairs", "unpaired"
+#: The data each algorithm trains on (``sparsecheck.training._data`` builds each kind); PPO takes
+#: its prompts tokenized.
+PROMPTS, SFT, PAIRS, UNPAIRED, TOKENIZED_PROMPTS = "prompts", "sft", "pairs", "unpaired", "tokenized_prompts"
+#: The model an algorithm trains: a causal LM, or a sequence-classification head (a reward model).
+CAUSAL_LM, SCORE = "causal_lm", "score"
+#: What ``ppo`` needs when the installed TRL lacks it.
+PPO_HINT = "TRL removed PPOTrainer in 1.13; `pip install trl==1.12.0` (its last release with one) to run ppo"
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,9 @@ class Algorithm:
     data: str
     #: Config values this algorithm needs (the user's hyperparameters override them).
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    model: str = CAUSAL_LM
+    #: What to do when the installed TRL lacks the trainer.
+    missing_hint: str = ""
 
     @property
     def takes_rewards(self) -> bool:
@@ -61,7 +71,18 @@ ALGORITHMS: dict[str, Algorithm] = {
             PAIRS,
             {"loss_type": "simpo", "cpo_alpha": 0.0, "remove_unused_columns": False},
         ),
-        Algorithm("ppo", "PPOTrainer", "PPOConfig", ("trl", "trl.experimental.ppo"), PROMPTS),
+        # A reward model for ppo: TRL's RewardTrainer on preference pairs, a one-logit score head.
+        Algorithm("reward", "RewardTrainer", "RewardConfig", ("trl",), PAIRS, model=SCORE),
+        Algorithm(
+            "ppo",
+            "PPOTrainer",
+            "PPOConfig",
+            ("trl.experimental.ppo",),
+            TOKENIZED_PROMPTS,
+            # Stop at the end of a turn, and no sample generations between updates (they cost time).
+            {"stop_token": "eos", "num_sample_generations": 0},
+            missing_hint=PPO_HINT,
+        ),
     )
 }
 
@@ -97,13 +118,9 @@ def resolve(name: str) -> tuple[Algorithm, type[Any], type[Any]]:
         raise UsageError(f"trl backend: unknown algorithm {name!r}; known: {', '.join(ALGORITHMS)}")
     found = _find(algorithm)
     if found is None:
+        hint = f"; {algorithm.missing_hint}" if algorithm.missing_hint else ""
         raise UsageError(
             f"trl backend: {name} is not available in TRL {trl_version()} (no {algorithm.trainer} in "
-            f"{' or '.join(algorithm.modules)}); available: {', '.join(available())}"
-        )
-    if algorithm.name == "ppo":
-        raise UsageError(
-            f"trl backend: ppo needs a reward model and a value model, which this backend does not set up; "
-            f"use grpo or rloo (TRL {trl_version()})"
+            f"{' or '.join(algorithm.modules)}); available: {', '.join(available())}{hint}"
         )
     return algorithm, found[0], found[1]

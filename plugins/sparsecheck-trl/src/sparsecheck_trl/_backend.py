@@ -21,9 +21,10 @@ from sparsecheck.training._api import TrainingBackend, TrainRequest, TrainResult
 from sparsecheck.training._folders import write_folder
 from sparsecheck.training._masking import ExactMask, checkpoint_violations, match_masks, read_masks
 from sparsecheck.training._quiet import quiet_hf
-from sparsecheck_trl._algorithms import ALGORITHMS, resolve, trl_version
+from sparsecheck_trl._algorithms import ALGORITHMS, SCORE, resolve, trl_version
 from sparsecheck_trl._config import WEIGHTS_DTYPE, build_config, device_plan, uses_deepspeed
 from sparsecheck_trl._datasets import training_data
+from sparsecheck_trl._ppo import check_reward_model, load_score_model, ppo_hyperparameters, ppo_models
 
 FINAL = "final"
 MASK_REPORT = "mask_report.json"
@@ -33,7 +34,7 @@ TRAINER_FOLDER = "trainer"
 
 class TrlBackend(TrainingBackend):
     """Fine-tunes with TRL's trainers (``sft``, ``dpo``, ``grpo``, ``rloo``, ``kto``, ``orpo``,
-    ``simpo``; ``ppo`` is reported unavailable in the TRL versions this backend supports)."""
+    ``simpo``, ``reward`` and ``ppo``; ``ppo`` needs TRL 1.12, the last with a ``PPOTrainer``)."""
 
     name: ClassVar[str] = "trl"
     algorithms: ClassVar[tuple[str, ...]] = tuple(ALGORITHMS)
@@ -51,7 +52,10 @@ class TrlBackend(TrainingBackend):
                 "trl backend: a masked run cannot use DeepSpeed: its optimizer steps inside backward, so the "
                 "masked entries cannot be restored after each step; use FSDP2 or a single device"
             )
+        check_reward_model(algorithm, request)
         hyperparameters = dict(request.hyperparameters)
+        if algorithm.name == "ppo":
+            hyperparameters = ppo_hyperparameters(hyperparameters)
         plan = device_plan(request.device, hyperparameters.pop(WEIGHTS_DTYPE, None))
         request.output.mkdir(parents=True, exist_ok=True)
         config = build_config(
@@ -62,26 +66,33 @@ class TrlBackend(TrainingBackend):
             request.seed,
             request.output / TRAINER_FOLDER,
         )
-        model, tokenizer = _load(request, plan.dtype, plan.device)
+        model, tokenizer = _load(request, plan.dtype, plan.device, algorithm.model)
         masks = read_masks(request.mask) if request.mask is not None else None
         if masks is not None:
             try:
                 match_masks(model, masks)  # fail before any sampling or training
             except UsageError as exc:
                 raise UsageError(exc.message, location=str(request.mask)) from None
-        data = training_data(algorithm, request, model, tokenizer)
+        # A reward model's pairs are samples of the causal LM under its score head.
+        sampler = model if algorithm.model != SCORE else _causal_lm(request.base, plan.dtype, plan.device)
+        data = training_data(algorithm, request, sampler, tokenizer)
+        del sampler
 
-        from sparsecheck_trl._callbacks import ExactMaskCallback, RecorderCallback
+        from sparsecheck_trl._callbacks import ExactMaskCallback, ProgressCallback, RecorderCallback
 
-        mask_callback = ExactMaskCallback(masks) if masks is not None else None
-        recorder = RecorderCallback(request.output, request.snapshots)
+        # PPO optimizes its policy and value model together: mask and record the policy alone.
+        own = model if algorithm.name == "ppo" else None
+        mask_callback = ExactMaskCallback(masks, own) if masks is not None else None
+        recorder = RecorderCallback(request.output, request.snapshots, own)
         extra = {"reward_funcs": data.rewards} if algorithm.takes_rewards else {}
+        if algorithm.name == "ppo":
+            extra = ppo_models(request, tokenizer, plan.dtype, plan.device)
         trainer = trainer_class(
             model=model,
             args=config,
             train_dataset=data.dataset,
             processing_class=tokenizer,
-            callbacks=[c for c in (mask_callback, recorder) if c is not None],
+            callbacks=[c for c in (mask_callback, recorder, ProgressCallback()) if c is not None],
             **extra,
         )
         from transformers.trainer_callback import PrinterCallback
@@ -111,14 +122,23 @@ class TrlBackend(TrainingBackend):
         return result
 
 
-def _load(request: TrainRequest, dtype: Any, device: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load(request: TrainRequest, dtype: Any, device: str, kind: str) -> tuple[Any, Any]:
+    """The tokenizer and the model trained: the causal LM, or (``reward``) a score head on it."""
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(request.tokenizer or request.base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model: Any = AutoModelForCausalLM.from_pretrained(request.base, dtype=dtype)
-    return model.to(device), tokenizer
+    if kind == SCORE:
+        return load_score_model(request.base, tokenizer, dtype, device), tokenizer
+    return _causal_lm(request.base, dtype, device), tokenizer
+
+
+def _causal_lm(folder: Path, dtype: Any, device: str) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    return model.to(device)
 
 
 def _save_final(model: Any, tokenizer: Any, folder: Path) -> Path:

@@ -1,8 +1,9 @@
 """The training data of a request: a ``datasets.Dataset`` as given, or generated for the algorithm.
 
 Generated arithmetic data (``GeneratedDataset``) takes the form the algorithm needs: prompts
-with answers (GRPO, RLOO), off-style answers (SFT), or pairs of the base model's own samples
-(DPO, ORPO, SimPO; unpaired for KTO).  Its rows are also written to ``train_data.jsonl``.
+with answers (GRPO, RLOO), tokenized prompts (PPO), off-style answers (SFT), or pairs of the base
+model's own samples (DPO, ORPO, SimPO, reward models; unpaired for KTO), or those pairs in the SFT
+style (``pair_style: off``).  Its rows are also written to ``train_data.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ from sparsecheck._atomic import write_text_atomic
 from sparsecheck.errors import UsageError
 from sparsecheck.training._api import GeneratedDataset, RewardFunction, TrainRequest
 from sparsecheck.training._data import (
+    PAIR_STYLES,
     arithmetic_problems,
     arithmetic_reward,
+    off_style_pairs,
     preference_rows,
     prompt_rows,
     sft_rows,
     unpaired_rows,
 )
-from sparsecheck.training._onpolicy import has_chat_template, preference_pairs
-from sparsecheck_trl._algorithms import PAIRS, PROMPTS, SFT, Algorithm
+from sparsecheck.training._onpolicy import has_chat_template, preference_pairs, prompt_text
+from sparsecheck_trl._algorithms import PAIRS, PROMPTS, SFT, TOKENIZED_PROMPTS, Algorithm
 
 DATA_FILE = "train_data.jsonl"
 GENERATED = ("arithmetic",)
@@ -68,17 +71,30 @@ def _generated_rows(
         raise UsageError(f"trl backend: no generated dataset {data.name!r}; known: {', '.join(GENERATED)}")
     conversational = has_chat_template(tokenizer)
     notes: dict[str, Any] = {"generated": data.name, "size": data.size, "seed": data.seed}
-    if algorithm.data in (PROMPTS, SFT):
+    if algorithm.data == TOKENIZED_PROMPTS:
+        tokenizer.padding_side = "left"  # PPO generates after the prompts
+        rows = [
+            {"input_ids": tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)["input_ids"]}
+            for p in arithmetic_problems(data.size, data.seed)
+        ]
+    elif algorithm.data in (PROMPTS, SFT):
         problems = arithmetic_problems(data.size, data.seed)
         rows = (prompt_rows if algorithm.data == PROMPTS else sft_rows)(problems, conversational)
     else:
+        if data.pair_style not in PAIR_STYLES:
+            raise UsageError(
+                f"trl backend: data pair_style {data.pair_style!r} is not one of {', '.join(PAIR_STYLES)}"
+            )
         pairs = preference_pairs(model, tokenizer, data)
         if not pairs:
             raise UsageError(
                 f"trl backend: {algorithm.name}: the base model answered all {data.samples} samples right "
                 "for every prompt, so no pair has a rejected answer; use more prompts or samples"
             )
-        rows = (preference_rows if algorithm.data == PAIRS else unpaired_rows)(pairs, conversational)
         notes.update(pairs=len(pairs), reference_chosen=sum(p.reference_chosen for p in pairs))
+        if data.pair_style == "off":
+            pairs = off_style_pairs(pairs)
+            notes["pair_style"] = "off"
+        rows = (preference_rows if algorithm.data == PAIRS else unpaired_rows)(pairs, conversational)
     notes["rows"] = len(rows)
     return rows, notes
