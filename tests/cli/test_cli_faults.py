@@ -125,7 +125,8 @@ def test_a_killed_worker_is_one_line_exit_3(runs: Runs, tmp_path: Path) -> None:
         from sparsecheck import hookimpl
         from sparsecheck.engine import _prefetch
 
-        _prefetch.TASK_BYTES = 1  # one tensor per task: tasks are still queued at the kill
+        _tasks = _prefetch._tasks  # one tensor per task: tasks are still queued at the kill
+        _prefetch._tasks = lambda names, nbytes, least=1: _tasks(names, nbytes, 1)
 
         @hookimpl
         def sparsecheck_read_progress(progress):
@@ -181,7 +182,8 @@ def test_a_report_on_a_full_device_is_exit_4_naming_it_and_the_node_stays(
     runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
 ) -> None:
     full = _full_device(tmp_path)
-    result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_a"], option, full)
+    spec = write_spec(tmp_path, runs.header() + "checks:\n" + check_yaml("a", "rl_a", "{gt: 0.5}"))
+    result = run_cli(capsys, "run", spec, option, full)
     assert result.code == ExitCode.USAGE_ERROR
     line = _one_line(result.err)
     assert f"option {option}: cannot write {full}: No space left on device" in line
@@ -232,7 +234,8 @@ def test_a_report_to_a_fifo_is_written_through_it(
     received: list[bytes] = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
-    result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_a"], "--junitxml", fifo)
+    spec = write_spec(tmp_path, runs.header() + "checks:\n" + check_yaml("a", "rl_a", "{gt: 0.5}"))
+    result = run_cli(capsys, "run", spec, "--junitxml", fifo)
     reader.join(timeout=60)
     assert result.code == ExitCode.OK
     assert fifo.is_fifo()  # the node is still a FIFO, not a regular file renamed over it
