@@ -1,11 +1,12 @@
 """Time ``update_rank``'s decomposition of every 2-D update of a Llama-2-7B-shaped pair.
 
 Random bf16 weights are made on the compute device, one matrix pair at a time (base ~ N(0, 0.02),
-tuned = base with ~15% of entries moved), and go through the metric's own code path: ΔW in
-float32 (``update_matrix``), then ``SvdBatcher`` (same-shape batches on CUDA, one by one on the
-CPU) and the spectrum summaries.  On CUDA the whole model runs (target: at most 2 minutes on one
-H100); on the CPU, where one 4096×4096 matrix takes seconds, ``--matrices`` of them run and the
-time per matrix and an extrapolation to the whole model are printed.  Usage::
+tuned = base with ~15% of entries moved), and go through the metric's own code path: ΔW in float32
+(``update_matrix``), then ``SvdBatcher`` (same-shape batches with torch on CUDA, one by one with
+numpy's LAPACK on the CPU, as the metric does) and the spectrum summaries. On CUDA the whole model
+runs (target: at most 2 minutes on one H100); on the CPU, where one 4096×4096 matrix takes seconds,
+``--matrices`` of them run and the time per matrix and an extrapolation to the whole model are
+printed.  Usage::
 
     python benchmarks/bench_rank.py [--device auto|cpu|cuda] [--matrices 3] [--layers 32]
 """
@@ -17,7 +18,8 @@ import time
 
 import torch
 
-from sparsecheck.metrics._svd import BATCH_BYTES, RankTolerance, SvdBatcher, update_matrix
+from sparsecheck.metrics._svd import BATCH_BYTES, RankTolerance, SvdBatcher, numpy_svdvals
+from sparsecheck.metrics._svd_torch import torch_svdvals, update_matrix
 from sparsecheck.metrics.update_rank import resolve_device
 
 HIDDEN, INTERMEDIATE, VOCAB = 4096, 11008, 32000
@@ -59,26 +61,30 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--matrices", type=int, default=3, help="4096x4096 matrices timed on the CPU")
     args = parser.parse_args()
-    device = resolve_device("bench_rank", args.device)
+    device = torch.device(resolve_device("bench_rank", args.device))
     model = shapes(args.layers)
     generator = torch.Generator(device=device).manual_seed(0)
     if device.type == "cpu":
         model = [(name, shape) for name, shape in model if shape == (HIDDEN, HIDDEN)][: args.matrices]
-    batcher = SvdBatcher(RankTolerance("float32"), BATCH_BYTES if device.type == "cuda" else 0)
+    cuda = device.type == "cuda"
+    # The metric's CPU path: numpy's LAPACK on the update (made with torch here, as on CUDA).
+    batcher = SvdBatcher(
+        RankTolerance("float32"), BATCH_BYTES if cuda else 0, torch_svdvals if cuda else numpy_svdvals
+    )
     made = 0.0
     start = time.perf_counter()
     for name, shape in model:
         began = time.perf_counter()
         base, tuned = pair(shape, device, generator)
         made += time.perf_counter() - began
-        batcher.add(name, update_matrix(base, tuned, device, "float32"))
+        delta = update_matrix(base, tuned, device, "float32")
+        batcher.add(name, delta if cuda else delta.numpy())
         del base, tuned
     batcher.flush()
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start - made
     ranks = [s.rank_pct for s in batcher.done.values()]
-    cuda = device.type == "cuda"
     label = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"{label}: {len(ranks)} matrices decomposed in {seconds:.1f} s (making the weights: {made:.1f} s)")
     print(f"  rank % of each update: min {min(ranks):.2f}, mean {sum(ranks) / len(ranks):.2f}")

@@ -5,7 +5,7 @@ a plain safetensors checkpoint; ``--tiny``: a tiny random Llama built from a con
 the suites of ``specs/paper/`` with settings for the machine: short runs on a CPU, longer ones on
 CUDA, and the smallest for ``--tiny`` (what the tests run).  Everything is written under the
 output folder: the model (tiny only), the work folder of the training steps, the result cache and
-the HTML report.
+the HTML and JSON reports.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sparsecheck._extras import require
 from sparsecheck.errors import UsageError
 
 #: The suites the demo runs, in order (suite 6, precision, is left to ``sparsecheck run``).
@@ -70,6 +71,8 @@ def paper_suites() -> list[Path]:
 
 
 def demo_mode(tiny: bool) -> str:
+    for module in ("torch", "transformers"):
+        require(module, "sparsecheck demo: training the model", "train")
     if tiny:
         return "tiny"
     import torch
@@ -95,10 +98,12 @@ def equal_total_update(settings: dict[str, Any]) -> dict[str, Any]:
     return {"steps_half": half, "lr_double": settings["lr"] * settings["steps"] / half}
 
 
-def demo_options(mode: str, model: Path, out: Path, html: Path | None) -> dict[str, Any]:
-    """The session options of the demo run (by CLI dest name)."""
+def demo_options(mode: str, model: Path, out: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """The session options of the demo run (by CLI dest name): the mode's variables, the cache
+    under ``out``, and the HTML and JSON reports there unless ``given`` names other files."""
     return {
         "vars": {**SETTINGS[mode], **equal_total_update(SETTINGS[mode]), "model": str(model)},
         "cache_dir": out / ".sparsecheck_cache",
-        "html_path": html or out / "report.html",
+        "html_path": given.get("html_path") or out / "report.html",
+        "json_path": given.get("json_path") or out / "report.json",
     }

@@ -15,6 +15,7 @@ import pluggy
 
 from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
+from sparsecheck._culprit import raised_at
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
@@ -49,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("sparsecheck: interrupted", err=True)
         return ExitCode.INTERRUPTED
+    except SystemExit as exc:  # plugin code calling sys.exit(): never a pass
+        click.echo(
+            f"sparsecheck: internal error: {raised_at(exc)} called sys.exit({exc.code!r}) "
+            "during the run; no check result stands",
+            err=True,
+        )
+        return ExitCode.INTERNAL_ERROR
     except Exception:
         click.echo(traceback.format_exc(), err=True)
         click.echo("sparsecheck: internal error (a bug in sparsecheck or a plugin)", err=True)
@@ -105,8 +113,31 @@ def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, .
         raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
 
 
-def _session_options(registry: OptionRegistry) -> Callable[[click.Command], click.Command]:
-    """Options shared by ``run`` and ``diff``: core ones, ``-p``, then those plugins added."""
+#: Options of spec runs that mean nothing to ``diff`` and ``mask`` (no spec, no pass/fail).
+SPEC_RUN_ONLY = frozenset(
+    {
+        "--strict-warnings",
+        "--var",
+        "--lf",
+        "-k",
+        "-m",
+        "--junitxml",
+        "--annotations",
+        "--history",
+        "--label",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-missing",
+        "--cache-clear",
+    }
+)
+
+
+def _session_options(
+    registry: OptionRegistry, first_look: bool = False
+) -> Callable[[click.Command], click.Command]:
+    """Options shared by ``run``, ``demo``, ``diff`` and ``mask``: core ones, ``-p``, then those
+    plugins added; a ``first_look`` (``diff``, ``mask``) leaves out :data:`SPEC_RUN_ONLY`."""
     core = [
         click.Option(["-q", "--quiet"], count=True, help="Less output."),
         click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
@@ -131,10 +162,13 @@ def _session_options(registry: OptionRegistry) -> Callable[[click.Command], clic
         ),
     ]
 
+    def kept(options: list[click.Option]) -> list[click.Option]:
+        return [o for o in options if not (first_look and SPEC_RUN_ONLY.intersection(o.opts))]
+
     def apply(command: click.Command) -> click.Command:
-        command.params.extend(core)
+        command.params.extend(kept(core))
         _accepts_plugins(command)
-        command.params.extend(registry.options)
+        command.params.extend(kept(registry.options))
         return command
 
     return apply
@@ -197,6 +231,7 @@ def _run_and_exit(config: Config, **kwargs: Any) -> int:
 def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group:
     """The click group, with the options plugins registered."""
     session_options = _session_options(registry)
+    first_look_options = _session_options(registry, first_look=True)
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="sparsecheck")
@@ -219,11 +254,12 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         metric_args["exclude"] = list(metric_args["exclude"])
         per = options.pop("per", None)
         options["no_cache"] = options.get("no_cache") or options.get("cache_dir") is None
+        options["first_look"] = True
         pm.set_blocked("lastfailed")  # not a spec run: nothing for --lf to rerun
         config = _config(pm, options)
         return _run_and_exit(config, checks=pair_checks(config, base, tuned, metrics, metric_args, per))
 
-    @session_options
+    @first_look_options
     @cli.command()
     @click.argument("base")
     @click.argument("tuned")
@@ -252,7 +288,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         options["verbose"] = max(1, options.get("verbose", 0))
         return run_pair(base, tuned, metrics, options)
 
-    @session_options
+    @first_look_options
     @cli.command()
     @click.argument("base")
     @click.argument("tuned")
@@ -266,8 +302,12 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @_pair_options
     def mask(base: str, tuned: str, **options: Any) -> int:
         """Write the mask of entries changed from BASE to TUNED (what subnetwork training may update)."""
-        options["output"] = str(absolute_path(options["output"]))
-        return run_pair(base, tuned, ["update_mask"], options)
+        output = absolute_path(options["output"])
+        options["output"] = str(output)
+        code = run_pair(base, tuned, ["update_mask"], options)
+        if code == ExitCode.OK:
+            click.echo(f"mask written to {output}")
+        return code
 
     @cli.command()
     @click.option(
@@ -292,7 +332,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         type=click.Path(file_okay=False, path_type=Path),
         default=Path("sparsecheck-demo"),
         show_default=True,
-        help="Folder for the model (--tiny), the training runs, the cache and the report.",
+        help="Folder for the model (--tiny), the training runs, the cache and the reports.",
     )
     def demo(tiny: bool, out: Path, **options: Any) -> int:
         """Run the seed's suites 1-5 on SmolLM2-135M-Instruct (or --tiny) and write the HTML report."""
@@ -303,7 +343,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         suites = paper_suites()
         model = demo_model(mode, out)
         click.echo(f"sparsecheck demo ({mode}): base model {model}; suites in {suites[0].parent}")
-        settings = demo_options(mode, model, out, options.get("html_path"))
+        settings = demo_options(mode, model, out, options)
         config = _config(
             pm, {**options, **settings, "vars": {**settings["vars"], **(options.get("vars") or {})}}
         )

@@ -4,6 +4,9 @@ Naming rule: files named ``*.sparsecheck.yaml`` / ``*.sparsecheck.yml`` (the ini
 ``sparsecheck_patterns`` changes it).  All selected checks of a session share one read pass,
 run when the first of them runs; each item then judges its own result.  The checks that
 selected checks reference (``{check: ID}``) are computed too, even when deselected.
+
+pytest imports this module at every start in an environment with sparsecheck installed, so it
+imports sparsecheck's engine only once it meets a spec file (or a ``--sparsecheck-*`` option).
 """
 
 from __future__ import annotations
@@ -12,27 +15,24 @@ import fnmatch
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sparsecheck._config import Config, Session
-from sparsecheck._manager import get_plugin_manager
-from sparsecheck._session import configure, error_outcome, exit_status, unconfigure
-from sparsecheck.engine._baseline import session_baseline
-from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import SparsecheckError
-from sparsecheck.spec._model import Check
+from sparsecheck.spec._naming import SPEC_GLOBS
 
-_CONFIG_KEY = pytest.StashKey[Config]()
+if TYPE_CHECKING:
+    from sparsecheck._config import Config, Session
+    from sparsecheck.engine._outcome import CheckOutcome
+    from sparsecheck.spec._model import Check
+
+_CONFIG_KEY: pytest.StashKey[Config] = pytest.StashKey()
 _RESULTS_KEY = pytest.StashKey[dict[str, Any]]()
-_SESSION_KEY = pytest.StashKey[Session]()
-_FAILING = (Status.FAIL, Status.ERROR)
+_SESSION_KEY: pytest.StashKey[Session] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from sparsecheck.spec._collect import SPEC_GLOBS
-
     parser.addini(
         "sparsecheck_patterns",
         type="args",
@@ -100,7 +100,8 @@ FORWARDED = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    _spec_vars(config)  # a malformed --sparsecheck-var stops pytest before collection
+    if config.getoption("sparsecheck_vars"):
+        _spec_vars(config)  # a malformed --sparsecheck-var stops pytest before collection
 
 
 def _spec_vars(pytest_config: pytest.Config) -> dict[str, Any]:
@@ -114,6 +115,10 @@ def _spec_vars(pytest_config: pytest.Config) -> dict[str, Any]:
 
 def _config(pytest_config: pytest.Config) -> Config:
     if _CONFIG_KEY not in pytest_config.stash:
+        from sparsecheck._config import Config
+        from sparsecheck._manager import get_plugin_manager
+        from sparsecheck._session import configure
+
         pm = get_plugin_manager(pytest_config.getoption("sparsecheck_plugins") or ())
         pm.set_blocked("terminal")  # pytest reports the checks; the file reports name themselves
         try:
@@ -201,11 +206,15 @@ class CheckItem(pytest.Item):
         self.spec_checks = spec_checks
 
     def runtest(self) -> None:
+        from sparsecheck.engine._outcome import Status
+
         outcome = self._outcome()
         config = _config(self.config)
         config.hook.sparsecheck_check_report(outcome=outcome)
         failing = (
-            (Status.FAIL, Status.ERROR, Status.WARN) if config.getoption("strict_warnings") else _FAILING
+            (Status.FAIL, Status.ERROR, Status.WARN)
+            if config.getoption("strict_warnings")
+            else (Status.FAIL, Status.ERROR)
         )
         if outcome.status in failing:
             raise CheckFailed(outcome)
@@ -221,6 +230,7 @@ class CheckItem(pytest.Item):
         config = _config(self.config)
         results = self.session.stash.setdefault(_RESULTS_KEY, {})
         if self.check.nodeid not in results:
+            from sparsecheck._config import Session
             from sparsecheck.engine._steps import prepare_checks
             from sparsecheck.spec._references import referenced_checks
 
@@ -232,6 +242,9 @@ class CheckItem(pytest.Item):
             prepared = prepare_checks(session, pending)  # spec steps first
             results.update(prepared.errors)
             results.update(config.hook.sparsecheck_run_checks(session=session, checks=prepared.runnable))
+        from sparsecheck._session import error_outcome
+        from sparsecheck.engine._baseline import session_baseline
+
         result = results[self.check.nodeid]
         if isinstance(result, BaseException):
             return error_outcome(self.check, result)
@@ -264,6 +277,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     checks = session.config.stash.get(_SESSION_KEY, None)
     if checks is None:
         return
+    from sparsecheck._session import exit_status
+
     status = exit_status(checks.outcomes, bool(checks.config.getoption("strict_warnings")))
     checks.config.hook.sparsecheck_sessionfinish(session=checks, exitstatus=int(status))
 
@@ -277,6 +292,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 def pytest_unconfigure(config: pytest.Config) -> None:
     sparsecheck_config = config.stash.get(_CONFIG_KEY, None)
     if sparsecheck_config is not None:
+        from sparsecheck._session import unconfigure
+
         unconfigure(sparsecheck_config)
 
 

@@ -27,13 +27,14 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING, Any, Literal
 
 from sparsecheck._config import Session
+from sparsecheck._extras import require
 from sparsecheck.engine._outcome import CheckOutcome
+
+if TYPE_CHECKING:
+    import torch
 
 Layout = Literal["file", "dir", "sharded", "bin", "bin-sharded"]
 
@@ -54,10 +55,15 @@ def tiny_llama_state_dict(
     hidden: int = 16,
     intermediate: int = 32,
     vocab: int = 64,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """A random state dict with Llama's tensor names and shapes (norms near 1, others ~N(0, 0.02))."""
+    """A random state dict with Llama's tensor names and shapes (norms near 1, others ~N(0, 0.02));
+    ``dtype`` defaults to float32."""
+    _require_torch()
+    import torch
+
+    dtype = dtype or torch.float32
     generator = torch.Generator().manual_seed(seed)
 
     def weight(*shape: int) -> torch.Tensor:
@@ -96,6 +102,10 @@ def write_checkpoint(
     ``torch.save`` (tensors sharing storage stay shared: tied weights).  Folders get a
     ``config.json`` when ``config`` is given.
     """
+    _require_torch()
+    import torch
+    from safetensors.torch import save_file
+
     path = Path(path)
     if layout == "file":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +162,9 @@ def plant_changes(
     not.  The masks (bool tensors, True = changed) are the exact truth; every other entry is
     bitwise identical to the base.
     """
+    _require_torch()
+    import torch
+
     fractions = _fractions(base, fraction)
     generator = torch.Generator().manual_seed(seed)
     tuned: dict[str, torch.Tensor] = {}
@@ -185,6 +198,9 @@ def _fractions(base: Mapping[str, torch.Tensor], fraction: float | Mapping[str, 
 
 def _moved(values: torch.Tensor, magnitude: float, min_abs_change: float, name: str) -> torch.Tensor:
     """``values`` moved by at least one step of their dtype and more than ``min_abs_change``."""
+    _require_torch()
+    import torch
+
     wide = torch.float64 if values.dtype == torch.float64 else torch.float32
     old = values.to(wide)
     step = magnitude * (old.abs() + 1) * torch.where(old < 0, -1.0, 1.0).to(wide)
@@ -224,7 +240,7 @@ class PlantedPair:
 def planted_pair(
     root: Path,
     fraction: float | Mapping[str, float] = 0.3,
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: torch.dtype | None = None,
     layout: Layout = "dir",
     seed: int = 0,
     magnitude: float = 0.1,
@@ -233,10 +249,14 @@ def planted_pair(
     """Write a tiny Llama base and a planted tuned copy under ``root`` and return the truth.
 
     Folders ``root/base`` and ``root/tuned`` (``base.safetensors``/``tuned.safetensors`` for
-    the ``file`` layout); ``tiny_kwargs`` go to :func:`tiny_llama_state_dict`.
+    the ``file`` layout); ``dtype`` defaults to bfloat16; ``tiny_kwargs`` go to
+    :func:`tiny_llama_state_dict`.
     """
     root = Path(root)
-    base = tiny_llama_state_dict(dtype=dtype, seed=seed, **tiny_kwargs)
+    _require_torch()
+    import torch
+
+    base = tiny_llama_state_dict(dtype=dtype or torch.bfloat16, seed=seed, **tiny_kwargs)
     tuned, masks = plant_changes(base, fraction, seed=seed + 1, magnitude=magnitude)
     suffix = ".safetensors" if layout == "file" else ""
     return PlantedPair(
@@ -244,6 +264,11 @@ def planted_pair(
         tuned=write_checkpoint(root / f"tuned{suffix}", tuned, layout),
         masks=masks,
     )
+
+
+def _require_torch() -> None:
+    """The checkpoint builders here make torch tensors (the ``torch`` extra)."""
+    require("torch", "sparsecheck.testing's checkpoint builders")
 
 
 def run_spec(

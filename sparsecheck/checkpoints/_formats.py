@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sparsecheck._extras import require
 from sparsecheck._files import read_regular
 from sparsecheck._json import JsonError, loads_strict
 from sparsecheck._markers import hookimpl
@@ -34,7 +35,8 @@ WEIGHT_FILES = (SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_FILE, TORCH_INDEX)
 
 
 def _torch_reader(source: str, path: Path, files: Sequence[Path], format: str) -> CheckpointReader:
-    from sparsecheck.checkpoints._torchbin import TorchReader  # imports torch: only when needed
+    require("torch", f"{path}: reading a PyTorch checkpoint")
+    from sparsecheck.checkpoints._torchbin import TorchReader
 
     return TorchReader(source, path, files, format)
 

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from sparsecheck import _progress as progress
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._formats import SAFETENSORS_FILE, SAFETENSORS_INDEX, open_local, read_weight_map
 from sparsecheck.checkpoints._reader import CheckpointReader
@@ -46,12 +47,9 @@ def download_snapshot(repo_id: str, revision: str | None) -> Path:
     """The local snapshot folder of ``repo_id`` at ``revision`` (json files and the weight files
     of its layout only)."""
     hub_id = repo_id + (f"@{revision}" if revision else "")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise CheckpointError(
-            f"{hub_id}: no such local path; to read it as a hub id: pip install sparsecheck[hub]"
-        ) from None
+    require("huggingface_hub", f"{hub_id}: no such local path; reading it as a hub id")
+    from huggingface_hub import snapshot_download
+
     cache_dir = os.environ.get("HF_HUB_CACHE") or (
         os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None
     )

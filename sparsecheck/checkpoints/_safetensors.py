@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import mmap
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,27 +21,38 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from sparsecheck._dtypes import STORAGE
+from sparsecheck._dtypes import STORAGE, stored_bytes, unpack_codes, width
 from sparsecheck._files import open_regular
 from sparsecheck._json import JsonError, loads_strict, show
+from sparsecheck.checkpoints import _watch
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
 
-#: Safetensors dtype codes → canonical dtype names.
+#: Safetensors dtype codes → canonical dtype names: every dtype safetensors 0.8 reads.
 DTYPES = {
     "BOOL": "bool",
     "U8": "uint8",
     "I8": "int8",
+    "U16": "uint16",
     "I16": "int16",
+    "U32": "uint32",
     "I32": "int32",
+    "U64": "uint64",
     "I64": "int64",
     "F16": "float16",
     "BF16": "bfloat16",
     "F32": "float32",
     "F64": "float64",
+    "C64": "complex64",
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E8M0": "float8_e8m0fnu",
+    "F6_E2M3": "float6_e2m3fn",
+    "F6_E3M2": "float6_e3m2fn",
+    "F4": "float4_e2m1fn",
 }
 #: The largest header read (the safetensors library's own limit).
 MAX_HEADER_BYTES = 100_000_000
@@ -59,6 +71,7 @@ class SafetensorsFile:
                 header_length = self._header_length(handle.read(8), size)
                 header = handle.read(header_length)
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                _watch.watch(file, os.fstat(handle.fileno()))
         except OSError as exc:
             raise CheckpointError(f"{file}: cannot read: {exc.strerror or exc}") from None
         #: Size of the length prefix plus the JSON header: where the data begins.
@@ -113,7 +126,9 @@ class SafetensorsFile:
                 f"({data_size} bytes): truncated?"
             )
         meta = TensorMeta(name, DTYPES[code], tuple(shape))
-        expected = meta.numel * STORAGE[meta.dtype].itemsize
+        expected = stored_bytes(meta.dtype, meta.numel)
+        if expected is None:
+            raise self._corrupt(f"tensor {name!r}: {code} {tuple(shape)} does not fill whole bytes")
         if end - begin != expected:
             raise self._corrupt(
                 f"tensor {name!r}: {end - begin} bytes stored, but {code} {tuple(shape)} needs {expected}"
@@ -130,23 +145,33 @@ class SafetensorsFile:
         return CheckpointError(f"{self.file}: corrupt safetensors file: {detail}")
 
     def array(self, name: str) -> np.ndarray:
-        """The tensor as a read-only numpy view of the map (bits for bfloat16 and float8)."""
+        """The tensor as a read-only numpy view of the map (bits for bfloat16 and float8; the
+        4- and 6-bit floats unpacked to one code per entry, a copy)."""
         stored = self.tensors[name]
-        dtype = STORAGE[stored.meta.dtype]
+        meta = stored.meta
+        dtype = STORAGE[meta.dtype]
         if not stored.nbytes:
-            return np.empty(stored.meta.shape, dtype)
-        flat = np.frombuffer(self._map, dtype, stored.meta.numel, stored.offset)
-        return flat.reshape(stored.meta.shape)
+            return np.empty(meta.shape, dtype)
+        _watch.check(self.file)  # a mapped read of a file that shrank would kill the process
+        if width(meta.dtype) < 8:
+            packed = np.frombuffer(self._map, np.uint8, stored.nbytes, stored.offset)
+            codes = unpack_codes(packed, meta.dtype, meta.numel).reshape(meta.shape)
+            codes.flags.writeable = False
+            return codes
+        flat = np.frombuffer(self._map, dtype, meta.numel, stored.offset)
+        return flat.reshape(meta.shape)
 
     def release(self, name: str) -> None:
         """Drop the tensor's mapped pages from memory (they are read again from the file if needed)."""
         stored = self.tensors[name]
+        _watch.check(self.file)  # the tensor was read from the file as it was opened
         if not _CAN_DROP_PAGES or not stored.nbytes:
             return
         start = stored.offset - stored.offset % mmap.PAGESIZE
         self._map.madvise(mmap.MADV_DONTNEED, start, stored.offset + stored.nbytes - start)
 
     def close(self) -> None:
+        _watch.forget(self.file)
         with contextlib.suppress(BufferError):  # arrays still view the map; it closes with the last
             self._map.close()
 

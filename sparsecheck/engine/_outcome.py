@@ -14,6 +14,8 @@ from sparsecheck.spec._model import Check, Step
 
 
 class Status(str, Enum):
+    """A check's verdict."""
+
     PASS = "PASS"
     FAIL = "FAIL"
     WARN = "WARN"

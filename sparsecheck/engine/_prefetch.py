@@ -12,27 +12,20 @@ time waiting for the GIL (measured: no speedup on two cores).
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import sys
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.checkpoints._watch import first_changed
+from sparsecheck.engine._passplan import PassPlan, Prepared, _Outcome, prepare_names
 from sparsecheck.errors import SparsecheckError
-from sparsecheck.metrics._api import TensorGroup
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from sparsecheck.engine._plan import PlannedCheck
 
 #: Workers need ``fork`` (they inherit the open maps and reducers); elsewhere names go one by one.
 CAN_FORK = sys.platform == "linux"
@@ -48,96 +41,7 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass
-class Prepared:
-    """One tensor name, ready for the reducers' ``update``."""
-
-    group: TensorGroup
-    items: Sequence[PlannedCheck]
-    #: Seconds each item's ``prepare`` took, and the errors it raised, by position in ``items``.
-    seconds: list[float] = field(default_factory=list)
-    errors: dict[int, BaseException] = field(default_factory=dict)
-
-    def run(self) -> Prepared:
-        for position, item in enumerate(self.items):
-            began = time.perf_counter()
-            if item.error is None and item.reducer is not None:
-                try:
-                    item.reducer.prepare(self.group)
-                except Exception as exc:
-                    self.errors[position] = exc
-            self.seconds.append(time.perf_counter() - began)
-        return self
-
-
-class PassPlan:
-    """What preparing a tensor name needs: where each name is stored, the checks wanting it, and
-    the open readers.  Forked workers inherit it; it also travels by pickle (to Ray workers),
-    without the readers, which the receiving process opens again from their ids (paths or hub
-    ids) through the installed format plugins, once per process."""
-
-    def __init__(
-        self,
-        where: Mapping[str, Mapping[str, StoredTensor]],
-        wanted: Mapping[str, Sequence[PlannedCheck]],
-        readers: Mapping[str, CheckpointReader],
-    ) -> None:
-        self.where, self.wanted, self.readers = where, wanted, readers
-
-    def open_group(
-        self, name: str, memo: Mapping[Any, Any] | None
-    ) -> tuple[TensorGroup, Sequence[PlannedCheck]]:
-        """The name's group (starting from ``memo``) and the checks wanting it."""
-        stored = self.where[name]
-        loaded: dict[str, np.ndarray] = {}
-
-        def load(rid: str) -> np.ndarray:
-            if rid not in loaded:
-                loaded[rid] = self.readers[rid].read(stored[rid].meta.name)
-            return loaded[rid]
-
-        group = TensorGroup(name, load, lambda rid: stored[rid].meta, self.readers, memo)
-        return group, self.wanted[name]
-
-    def release(self, name: str) -> None:
-        """Drop the name's pages in every reader."""
-        for rid, stored in self.where[name].items():
-            self.readers[rid].release(stored.meta.name)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"where": self.where, "wanted": self.wanted, "reader_ids": sorted(self.readers)}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.where, self.wanted = state["where"], state["wanted"]
-        self.readers = {rid: _reopen(rid) for rid in state["reader_ids"]}
-
-
-_REOPENED: dict[str, CheckpointReader] = {}
-
-
-def _reopen(rid: str) -> CheckpointReader:
-    """The reader of ``rid`` in this process, opened on first use (see :class:`PassPlan`)."""
-    if rid not in _REOPENED:
-        from sparsecheck._manager import get_plugin_manager
-        from sparsecheck.checkpoints._open import open_checkpoint
-
-        _REOPENED[rid] = open_checkpoint(get_plugin_manager().hook, rid, Path.cwd())
-    return _REOPENED[rid]
-
-
 _JOB: PassPlan | None = None
-
-
-@dataclass
-class _Outcome:
-    """What a worker sends back for one name: the pickled memo entries, timings and errors."""
-
-    memo: list[bytes]
-    seconds: list[float]
-    errors: dict[int, BaseException]
-
-    def memo_values(self) -> dict[Any, Any]:
-        return dict(pickle.loads(entry) for entry in self.memo)
 
 
 def _start_worker() -> None:
@@ -153,33 +57,6 @@ def _start_worker() -> None:
 def _prepare_in_worker(names: Sequence[str]) -> list[_Outcome]:
     assert _JOB is not None, "workers are forked from a process with a job"
     return prepare_names(_JOB, names)
-
-
-def prepare_names(plan: PassPlan, names: Sequence[str]) -> list[_Outcome]:
-    """Run the reducers' ``prepare`` for ``names`` (in a worker) and return what they memoized."""
-    return [_prepare_one(plan, name) for name in names]
-
-
-def _prepare_one(plan: PassPlan, name: str) -> _Outcome:
-    group, items = plan.open_group(name, None)
-    entry = Prepared(group, items).run()
-    plan.release(name)
-    memo = []
-    for item in group.memoized.items():
-        try:
-            memo.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
-        except Exception:  # the main process computes it again
-            continue
-    return _Outcome(memo, entry.seconds, {k: _portable(e) for k, e in entry.errors.items()})
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc``, or a RuntimeError saying the same when it cannot make the trip by pickle."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 def _tasks(names: Iterable[str], nbytes: Mapping[str, int], least: int = TASK_BYTES) -> Iterator[list[str]]:
@@ -254,31 +131,36 @@ def _in_order(
     """Keep ``slots`` × :data:`AHEAD_PER_WORKER` tasks submitted; yield their names in order.
     ``broken(exc)`` says why a task's worker died (None: ``exc`` is not such an error)."""
     queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
-    while True:
-        while len(queue) < slots * AHEAD_PER_WORKER:
-            coming = next(pending, None)
-            if coming is None:
-                break
-            queue.append((coming, submit(coming)))
-        if not queue:
-            return
-        task, future = queue.popleft()
-        try:
+    task: list[str] = []
+    try:
+        while True:
+            while len(queue) < slots * AHEAD_PER_WORKER:
+                coming = next(pending, None)
+                if coming is None:
+                    break
+                queue.append((coming, submit(coming)))
+            if not queue:
+                return
+            task, future = queue.popleft()
             outcomes = future.result()
-        except Exception as exc:
-            why = broken(exc)
-            if why is None:
-                raise
-            raise SparsecheckError(
-                f"a worker process died preparing tensor {task[0]!r} ({why}); run again with --workers 1"
-            ) from None
-        for name, outcome in zip(task, outcomes, strict=True):
-            entry = Prepared(*plan.open_group(name, outcome.memo_values()))
-            entry.seconds, entry.errors = outcome.seconds, outcome.errors
-            yield entry
+            for name, outcome in zip(task, outcomes, strict=True):
+                entry = Prepared(*plan.open_group(name, outcome.memo_values()))
+                entry.seconds, entry.errors = outcome.seconds, outcome.errors
+                yield entry
+    except Exception as exc:  # from result(), or from submit() once the pool is broken
+        why = broken(exc)
+        if why is None:
+            raise
+        changed = first_changed()
+        if changed is not None:  # a mapped read of a file that shrank killed the worker
+            raise changed from None
+        where = f" preparing tensor {task[0]!r}" if task else ""
+        raise SparsecheckError(
+            f"a worker process died{where} ({why}); run again with --workers 1"
+        ) from None
 
 
 def _broken(exc: BaseException) -> str | None:
     from concurrent.futures.process import BrokenProcessPool
 
-    return "out of memory?" if isinstance(exc, BrokenProcessPool) else None
+    return "killed, or out of memory?" if isinstance(exc, BrokenProcessPool) else None

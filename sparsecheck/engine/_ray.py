@@ -1,7 +1,7 @@
 """Reducers' ``prepare`` as Ray tasks (``--executor ray``).
 
 The driver (the ``sparsecheck`` process) connects to the Ray cluster at ``RAY_ADDRESS`` (or
-starts a local instance for the run), puts the pass plan (:class:`~._prefetch.PassPlan`: where
+starts a local instance for the run), puts the pass plan (:class:`~._passplan.PassPlan`: where
 each tensor is stored and the checks wanting it, reducers as they were before the pass) in the
 object store once, and sends batches of consecutive tensor names as tasks.  Each task opens the
 checkpoints again by path or hub id (so every node must be able to read them: a shared
@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
-from sparsecheck.engine._prefetch import PassPlan, prepare_names
+from sparsecheck.engine._passplan import PassPlan, prepare_names
 from sparsecheck.errors import UsageError
 
 #: A task is consecutive names storing at least this many bytes together (a task costs Ray a

@@ -103,6 +103,8 @@ class PairComparison:
 
 def compare(group: TensorGroup, base: str, tuned: str, policy: EqualityPolicy) -> PairComparison:
     """The comparison of ``group``'s tensor in ``base`` and ``tuned``, computed once per pass."""
+    if "complex64" in (group.meta(base).dtype, group.meta(tuned).dtype):
+        raise UsageError(f"tensor {group.name!r}: complex64 entries have no real |Δ| to compare; exclude it")
     return group.memo(
         ("compare", base, tuned, policy),
         lambda: compare_arrays(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck import _progress as progress
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._hub import HUB_ID, download_snapshot
 from sparsecheck.errors import CheckpointError, UsageError
@@ -66,18 +67,18 @@ def model_folder(reader_id: str) -> Path:
     return path
 
 
-def load_model(folder: Path, device: Any) -> tuple[Any, Any]:
+def load_model(folder: Path, device: str) -> tuple[Any, Any]:
     """The causal LM in ``folder`` on ``device`` (fp32 on the CPU, bf16 on CUDA) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
     bar = logging.is_progress_bar_enabled()  # no loading bar in the middle of sparsecheck's report
     logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
     except Exception as exc:  # transformers raises many kinds for a folder it cannot load
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(
@@ -168,6 +169,8 @@ class TaskAccuracyReducer(Reducer):
     def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
         args = self.args
         began = time.perf_counter()
+        for module in ("torch", "transformers"):
+            require(module, f"{self.metric}: running the model", "train")
         device = resolve_device(self.metric, args["device"])
         problems = held_out_problems(args["size"], args["seed"], args["train_size"])
         folder = model_folder(args["model"])
@@ -195,7 +198,7 @@ class TaskAccuracyReducer(Reducer):
             "train_size": args["train_size"],
             "max_new_tokens": args["max_new_tokens"],
             "chat_template": has_chat_template(tokenizer),
-            "device": device.type,
+            "device": device,
             "seconds": time.perf_counter() - began,
             "examples": _examples(problems, completions),
         }

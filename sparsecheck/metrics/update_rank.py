@@ -4,11 +4,13 @@ For every selected 2-D floating-point tensor (others are counted in ``non_matrix
 numerical rank #{sigma_i > tol} of ΔW as a percentage of min(m, n), stable rank and effective
 rank (METRICS.md, "update_rank"), summarised over matrices, per layer and per module type.
 
-Cost.  One ``torch.linalg.svdvals`` per matrix.  Measured on this project's 2-core CPU
+Cost.  One SVD (singular values only) per matrix: numpy's LAPACK on the CPU, no torch
+needed; ``torch.linalg.svdvals`` on CUDA (the ``torch`` extra).  Measured on this project's 2-core CPU
 machine (torch 2.13, float32, otherwise idle): 1.7-1.9 s per 4096 x 4096 matrix, about 11.5 s
 per 4096 x 11008; several times that while other processes share the two cores.  A 7B
 model's 226 matrices thus take 20-30 minutes on such a CPU: use ``max_matrices``/``sample``
-for a quick look, or CUDA.  On CUDA (``device: auto`` picks it when available) both sides
+for a quick look, or CUDA.  On CUDA (``device: auto`` picks it when torch is installed and
+sees a GPU) both sides
 travel in their stored dtype, ΔW is formed on the GPU, and same-shape updates are decomposed
 in batches of up to 2 GiB; on the CPU one matrix is decomposed at a time (``batch: true``
 batches there too).
@@ -35,15 +37,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from sparsecheck._dtypes import FLOATS
+from sparsecheck._extras import available, require
 from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Fields, Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup
 from sparsecheck.metrics._grouping import GRANULARITIES, group_key, sort_keys
 
 if TYPE_CHECKING:
-    import torch
-
     from sparsecheck.metrics._svd import Spectrum, SvdBatcher
 
 _LOW_PRECISION = frozenset({"bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"})
@@ -95,14 +98,17 @@ def _unit_hash(seed: int, name: str) -> float:
     return int.from_bytes(digest, "little") / 2**64
 
 
-def resolve_device(metric: str, wanted: str) -> torch.device:
-    """``auto`` → CUDA when torch sees a GPU, else the CPU; ``cuda`` without one is an error."""
-    import torch
-
-    available = torch.cuda.is_available()
-    if wanted == "cuda" and not available:
+def resolve_device(metric: str, wanted: str) -> str:
+    """``cpu`` → numpy; ``auto`` → CUDA when torch is installed and sees a GPU, else the CPU;
+    ``cuda`` without torch or without a GPU is a usage error."""
+    if wanted == "cpu" or (wanted == "auto" and not available("torch")):
+        return "cpu"
+    torch = require("torch", f"{metric}: device: {wanted}")
+    if torch.cuda.is_available():
+        return "cuda"
+    if wanted == "cuda":
         raise UsageError(f"{metric}: device: cuda, but torch sees no CUDA device (use auto or cpu)")
-    return torch.device("cuda" if wanted == "cuda" or (wanted == "auto" and available) else "cpu")
+    return "cpu"
 
 
 def _summary(spectra: Sequence[Spectrum]) -> Fields:
@@ -147,7 +153,7 @@ def _tensor_fields(spectrum: Spectrum) -> Fields:
 
 class UpdateRankReducer(Reducer):
     def __init__(self, metric: str, args: Mapping[str, Any]) -> None:
-        from sparsecheck.metrics._svd import BATCH_BYTES, RankTolerance, SvdBatcher
+        from sparsecheck.metrics._svd import BATCH_BYTES, RankTolerance, SvdBatcher, numpy_svdvals
 
         self.metric = metric
         self.base: str = args["base"]
@@ -155,34 +161,48 @@ class UpdateRankReducer(Reducer):
         self.precision: str = args["precision"]
         self.sampler = MatrixSampler.from_args(metric, args)
         self.device = resolve_device(metric, args["device"])
-        batch = args["batch"] if args["batch"] is not None else self.device.type == "cuda"
+        batch = args["batch"] if args["batch"] is not None else self.device == "cuda"
         ranks = tuple(args["ranks"])
         if any(r < 1 for r in ranks):
             raise UsageError(f"{metric}: ranks must be positive integers, not {list(ranks)}")
+        svdvals = numpy_svdvals
+        if self.device == "cuda":
+            from sparsecheck.metrics._svd_torch import torch_svdvals as svdvals
         self.batcher: SvdBatcher = SvdBatcher(
-            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0, ranks=ranks
+            RankTolerance(self.precision, args["atol"]), BATCH_BYTES if batch else 0, svdvals, ranks
         )
         self.non_matrix = 0
         self.low_precision = 0
         self.non_finite: list[SkippedTensor] = []
 
     def update(self, group: TensorGroup) -> None:
-        import torch
-
-        from sparsecheck.metrics._svd import update_matrix
-
         metas = (group.meta(self.base), group.meta(self.tuned))
         if any(len(m.shape) != 2 or min(m.shape) == 0 or m.dtype not in FLOATS for m in metas):
             self.non_matrix += 1
             return
         if not self.sampler.take(group.name):
             return
-        delta = update_matrix(group.tensor(self.base), group.tensor(self.tuned), self.device, self.precision)
-        if not bool(torch.isfinite(delta).all()):
+        delta = self._delta(group)
+        if not bool(delta.isfinite().all() if self.device == "cuda" else np.isfinite(delta).all()):
             self.non_finite.append(SkippedTensor(group.name, "ΔW has NaN or infinite entries"))
             return
         self.low_precision += any(m.dtype in _LOW_PRECISION for m in metas)
         self.batcher.add(group.name, delta)
+
+    def _delta(self, group: TensorGroup) -> Any:
+        """ΔW as a numpy array, or on CUDA as a torch tensor there."""
+        if self.device == "cuda":
+            import torch
+
+            from sparsecheck.metrics._svd_torch import update_matrix as on_device
+
+            cuda = torch.device("cuda")
+            return on_device(group.tensor(self.base), group.tensor(self.tuned), cuda, self.precision)
+        from sparsecheck.metrics._svd import update_matrix
+
+        base, tuned = group.meta(self.base), group.meta(self.tuned)
+        arrays = group.array(self.base), group.array(self.tuned)
+        return update_matrix(arrays[0], base.dtype, arrays[1], tuned.dtype, self.precision)
 
     def finish(self, skipped: Sequence[SkippedTensor]) -> MetricResult:
         self.batcher.flush()
@@ -201,7 +221,7 @@ class UpdateRankReducer(Reducer):
             skipped=len(skipped) + len(self.non_finite),
             tol_rule=self.batcher.tolerance.describe(),
             precision=self.precision,
-            device=self.device.type,
+            device=self.device,
             sampled=sampler.sampled,
             max_matrices=sampler.max_matrices,
         )

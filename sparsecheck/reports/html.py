@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from sparsecheck._config import Config, OptionRegistry, Session
+from sparsecheck._extras import install_command
 from sparsecheck._markers import hookimpl
 from sparsecheck._version import __version__
 from sparsecheck.engine._outcome import CheckOutcome, Status
@@ -34,6 +35,7 @@ from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._history_chart import history_section
 from sparsecheck.reports._html_page import badge, esc, page, png_image, table
 from sparsecheck.reports._table import (
+    INTERRUPTED,
     format_duration,
     format_value,
     outcome_message,
@@ -47,7 +49,7 @@ from sparsecheck.spec._model import Check
 if TYPE_CHECKING:
     from sparsecheck.engine._outcome import StepRecord
 
-INSTALL_HINT = "install sparsecheck[plots] for figures (pip install 'sparsecheck[plots]')"
+INSTALL_HINT = f"install sparsecheck[plots] for figures ({install_command('plots')})"
 
 
 @dataclass
@@ -259,7 +261,8 @@ def render_html(
         "<header><h1>sparsecheck report</h1>"
         f'<p class="summary-line">{badge(overall_status(outcomes))} '
         f"{esc(summary_text(outcomes, deselected, duration))}</p>"
-        f'<p class="meta">created {esc(created)} · sparsecheck {esc(__version__)} · '
+        + (f'<p class="summary-line"><strong>{esc(INTERRUPTED)}</strong></p>' if exitstatus == 2 else "")
+        + f'<p class="meta">created {esc(created)} · sparsecheck {esc(__version__)} · '
         f"exit status {exitstatus}</p>"
         '<nav><a href="#results">Results</a><a href="#figures">Figures</a><a href="#checks">Checks</a>'
         '<a href="#checkpoints">Checkpoints</a>'

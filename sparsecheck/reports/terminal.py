@@ -92,6 +92,8 @@ class TerminalReporter:
         self.verbosity: int = config.getoption("verbosity", 0)
         self.outcomes: list[CheckOutcome] = []
         self._read: _progress.Task | None = None
+        #: ``diff`` and ``mask``: results without pass/fail (no status lines, table or counts).
+        self.first_look: bool = bool(config.getoption("first_look", False))
         _progress.set_enabled(self.verbosity >= 0)
 
     # -- while running ---------------------------------------------------------------------
@@ -99,7 +101,7 @@ class TerminalReporter:
     @hookimpl
     def sparsecheck_check_report(self, outcome: CheckOutcome) -> None:
         self.outcomes.append(outcome)
-        if self.verbosity >= 1:
+        if self.verbosity >= 1 and not self.first_look:
             _progress.erase()
             time_text = "cached" if outcome.cached else format_duration(outcome.duration)
             line = f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})"
@@ -129,7 +131,7 @@ class TerminalReporter:
         """The table, breakdowns and failures; other plugins' lines; then the summary line."""
         _progress.erase()
         lines: list[str] = []
-        if self.verbosity >= 0 and self.outcomes:
+        if self.verbosity >= 0 and self.outcomes and not self.first_look:
             rows = outcome_rows(self.outcomes, styled_status)
             table = tabulate(rows, headers=HEADERS, colalign=COLUMN_ALIGN, disable_numparse=True)
             lines += ["", *table.splitlines()]
@@ -137,7 +139,7 @@ class TerminalReporter:
             for outcome in self.outcomes:
                 lines += self._details(outcome)
         lines += self._messages("failures", [o for o in self.outcomes if o.status in FAILED])
-        if self.verbosity >= 0:
+        if self.verbosity >= 0 and not self.first_look:
             warned = [o for o in self.outcomes if o.status is Status.WARN]
             lines += self._messages("warnings", warned)
         for line in lines:
@@ -145,6 +147,8 @@ class TerminalReporter:
         result = yield
         duration = time.time() - session.started
         summary = summary_text(self.outcomes, len(self.config.deselected), duration)
+        if self.first_look and overall_status(self.outcomes) is not Status.ERROR:
+            summary = f"read in {duration:.2f}s"
         color = STATUS_COLORS[overall_status(self.outcomes)]
         write(click.style(summary, fg=color, bold=True))
         return result
@@ -154,9 +158,11 @@ class TerminalReporter:
         result = outcome.result
         if result is None:
             return []
-        title = f"{outcome.check.id} ({result.metric})"
+        same = outcome.check.id == result.metric
+        title = outcome.check.id if same else f"{outcome.check.id} ({result.metric})"
+        heading = result.definition if same else f"{outcome.check.id}: {result.definition}"
         fields = [(name, format_value(value)) for name, value in result.fields.items()]
-        lines = ["", f"{title}: {result.definition}", *_indented(tabulate(fields, disable_numparse=True))]
+        lines = ["", heading, *_indented(tabulate(fields, disable_numparse=True))]
         shown_granularities = [g for g in result.groups if self.verbosity >= 2 or g == outcome.check.per]
         for granularity in shown_granularities:
             groups = result.groups[granularity]

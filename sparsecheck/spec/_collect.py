@@ -18,9 +18,9 @@ from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.spec._loader import load_spec
 from sparsecheck.spec._model import Check, SpecFile
+from sparsecheck.spec._naming import SPEC_GLOBS
 
 #: The naming rule of spec files found in folders.
-SPEC_GLOBS = ("*.sparsecheck.yaml", "*.sparsecheck.yml")
 #: Suffixes the built-in collector reads when a file is named explicitly.
 SPEC_SUFFIXES = (".yaml", ".yml")
 _SKIPPED_FOLDERS = frozenset({".venv", "node_modules", "__pycache__"})

@@ -12,9 +12,9 @@ from functools import partial
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
-from sparsecheck.spec._collect import SPEC_GLOBS
 from sparsecheck.spec._expression import Expression, ExpressionError, compile_expression
 from sparsecheck.spec._model import Check
+from sparsecheck.spec._naming import SPEC_GLOBS
 
 _SPEC_SUFFIXES = tuple(pattern.removeprefix("*") for pattern in SPEC_GLOBS)
 

@@ -298,3 +298,18 @@ def _dtype(reader: Any, name: str) -> str | None:
     name = reader.aliases().get(name, name)
     stored = reader.tensors().get(name)
     return None if stored is None else str(stored.meta.dtype)
+
+
+def exact_mask_metadata(base: Path, tuned: Path) -> dict[str, str]:
+    """The metadata of a mask file of the exact comparison ``base`` → ``tuned`` (local
+    checkpoints), for a backend that writes the mask its run kept."""
+    from sparsecheck.checkpoints._formats import open_local
+    from sparsecheck.metrics._equality import EqualityPolicy
+    from sparsecheck.metrics._maskfile import mask_metadata
+
+    base_reader, tuned_reader = open_local(str(base), base), open_local(str(tuned), tuned)
+    try:
+        return mask_metadata(EqualityPolicy("exact", 0.0), base_reader, tuned_reader)
+    finally:
+        base_reader.close()
+        tuned_reader.close()

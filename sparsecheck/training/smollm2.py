@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sparsecheck._extras import require
 from sparsecheck.errors import UsageError
 from sparsecheck.training._folders import write_folder
 from sparsecheck.training._quiet import quiet_hf
@@ -57,8 +58,8 @@ def prepare_smollm2(cache_dir: Path | None = None, *, force: bool = False) -> Pa
     if not force and (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
         return folder
     gguf = gguf_path()
-    if importlib.util.find_spec("gguf") is None:
-        raise UsageError("SmolLM2: reading the GGUF needs the gguf package; run `pip install gguf`")
+    for module in ("gguf", "torch", "transformers"):
+        require(module, "SmolLM2: converting the GGUF", "train")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

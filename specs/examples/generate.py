@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -59,13 +60,15 @@ def main(out: Path) -> None:
     rl_b = _move(sft, _overlapping(mask_a, 0.5, seed=3))
     early = _move(rl_a, _overlapping(mask_a, 0.0, seed=4))  # extra entries that come back later
     halfway = _move(rl_a, _overlapping(mask_a, 0.0, seed=5))
-    sub = _move(rl_a, _overlapping({n: torch.rand(m.shape) < 0.02 for n, m in mask_a.items()}, 1.0, seed=6))
+    g = torch.Generator().manual_seed(7)
+    drift = {n: torch.rand(m.shape, generator=g) < 0.02 for n, m in mask_a.items()}
+    sub = _move(rl_a, _overlapping(drift, 1.0, seed=6))
     layouts = {"base": (base, "dir"), "sft": (sft, "sharded"), "rl-a": (rl_a, "dir"), "rl-b": (rl_b, "dir")}
     layouts |= {"rl-a-sub": (sub, "dir"), "rl-a-run/checkpoint-10": (early, "dir")}
     layouts |= {"rl-a-run/checkpoint-20": (halfway, "dir"), "rl-a-run/checkpoint-30": (rl_a, "dir")}
     for name, (tensors, layout) in layouts.items():
         write_checkpoint(out / name, tensors, layout=layout)  # type: ignore[arg-type]
-    print(f"wrote {', '.join(layouts)} under {out}")
+    print(f"wrote {', '.join(layouts)} under {os.path.relpath(out)}")
 
 
 if __name__ == "__main__":

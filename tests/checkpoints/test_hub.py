@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from sparsecheck._extras import MissingExtra
 from sparsecheck.checkpoints._hub import sparsecheck_open_checkpoint
 from sparsecheck.checkpoints._reader import CheckpointReader
 from sparsecheck.errors import CheckpointError
@@ -79,7 +80,7 @@ def test_missing_huggingface_hub_says_what_to_install(
     hub_cache: Path, open_ckpt: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # makes the import fail
-    with pytest.raises(CheckpointError, match=r"^org/tiny: .*pip install sparsecheck\[hub\]"):
+    with pytest.raises(MissingExtra, match=r"^org/tiny: .*pip install 'sparsecheck\[hub\]'$"):
         open_ckpt("org/tiny")
 
 

@@ -19,11 +19,11 @@ def test_tiny_demo_from_an_empty_folder_runs_every_suite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(DISABLE_AUTOLOAD_ENV)  # the demo trains through the installed TRL plugin
-    done = run_console_script(tmp_path, "demo", "--tiny", "--json", "report.json")
+    done = run_console_script(tmp_path, "demo", "--tiny")
     shown = done.out + done.err
     # The seed's claims may fail on a tiny random model; what must hold is that everything ran.
     assert done.code in (ExitCode.OK, ExitCode.CHECKS_FAILED), shown
-    data = json.loads((tmp_path / "report.json").read_text())
+    data = json.loads((tmp_path / "sparsecheck-demo" / "report.json").read_text())
     spec_files = {Path(check["nodeid"].split("::")[0]).name for check in data["checks"]}
     assert spec_files == {f"{name}.sparsecheck.yaml" for name in SUITES}
     assert all(check["status"] in ("PASS", "FAIL", "WARN") for check in data["checks"]), shown

@@ -32,6 +32,16 @@ def test_mask_file_holds_the_planted_mask(pair, tmp_path: Path, capsys: pytest.C
         assert mask.metadata["policy"] == "atol"
         assert mask.metadata["tuned_source"].endswith("tuned")
     assert sorted(p.name for p in pair.tuned.iterdir()) == before  # nothing written beside the weights
+    assert result.out.rstrip().endswith(f"mask written to {out}")
+
+
+def test_mask_with_a_relative_output_writes_it_in_the_current_folder(  # type: ignore[no-untyped-def]
+    pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, "mask", pair.base, pair.tuned, "-o", "rel.mask.safetensors")
+    assert result.code == ExitCode.OK, result.err
+    assert (tmp_path / "rel.mask.safetensors").is_file()  # the CLI tests run in tmp_path
+    assert result.out.rstrip().endswith(f"mask written to {tmp_path / 'rel.mask.safetensors'}")
 
 
 def test_mask_policy_and_selection(pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]

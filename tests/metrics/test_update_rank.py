@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from sparsecheck import CheckOutcome, MetricResult, Status
+from sparsecheck.metrics import _svd_torch
 from sparsecheck.metrics._api import Scalar
 from sparsecheck.metrics._grouping import layer_of, module_of
 from sparsecheck.metrics._svd import RankTolerance, SvdBatcher, update_matrix
@@ -327,7 +328,9 @@ def test_device_cuda_without_a_gpu(tmp_path: Path) -> None:
 
 def test_batcher_defers_and_matches_one_at_a_time() -> None:
     shapes = [(12, 20), (20, 12), (12, 20), (8, 8), (20, 12), (8, 8), (12, 20)]
-    deltas = {f"w{i}": low_rank(m, n, rank=1 + i % 5, seed=i).float() for i, (m, n) in enumerate(shapes)}
+    deltas = {
+        f"w{i}": low_rank(m, n, rank=1 + i % 5, seed=i).float().numpy() for i, (m, n) in enumerate(shapes)
+    }
     tolerance = RankTolerance("float32")
     single = SvdBatcher(tolerance)
     for name, delta in deltas.items():
@@ -339,7 +342,7 @@ def test_batcher_defers_and_matches_one_at_a_time() -> None:
         small.add(name, delta)
         whole.add(name, delta)
         assert small.pending_bytes < budget
-    assert not whole.done and whole.pending_bytes == sum(d.numel() * 4 for d in deltas.values())
+    assert not whole.done and whole.pending_bytes == sum(d.size * 4 for d in deltas.values())
     assert small.done  # some batch was full before the end
     small.flush()
     whole.flush()
@@ -357,10 +360,41 @@ def test_update_matrix_never_writes_the_stored_tensors(dtype: torch.dtype) -> No
     g = torch.Generator().manual_seed(3)
     base, tuned = (torch.randn(6, 5, generator=g).to(dtype) for _ in range(2))
     before = base.clone(), tuned.clone()
-    delta = update_matrix(base, tuned, torch.device("cpu"), "float32")
-    assert delta.dtype == torch.float32
-    assert torch.equal(delta, (tuned.double() - base.double()).float())
+    expected = (tuned.double() - base.double()).float()
+    on_device = _svd_torch.update_matrix(base, tuned, torch.device("cpu"), "float32")
+    assert on_device.dtype == torch.float32 and torch.equal(on_device, expected)
+    name = str(dtype).removeprefix("torch.")
+    stored = [(t.view(torch.uint16) if dtype == torch.bfloat16 else t).numpy() for t in (base, tuned)]
+    delta = update_matrix(stored[0], name, stored[1], name, "float32")
+    assert delta.dtype == np.float32 and np.array_equal(delta, expected.numpy())
     assert torch.equal(base, before[0]) and torch.equal(tuned, before[1])
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_numpy_and_torch_decompositions_agree(precision: str) -> None:
+    """The CPU path (numpy's LAPACK) gives torch's numbers within float tolerance."""
+    shapes = [(12, 20), (20, 12), (16, 16), (8, 8)]
+    deltas = {f"w{i}": low_rank(m, n, rank=1 + i, seed=i) for i, (m, n) in enumerate(shapes)}
+    deltas["zero"] = torch.zeros(8, 8, dtype=torch.float64)
+    deltas["noisy"] = low_rank(16, 16, rank=16, seed=9) * torch.logspace(0, -9, 16, dtype=torch.float64)
+    tolerance = RankTolerance(precision)
+    wide = getattr(torch, precision)
+    numpy_side = SvdBatcher(tolerance, 1 << 30)
+    torch_side = SvdBatcher(tolerance, 1 << 30, _svd_torch.torch_svdvals)
+    for name, delta in deltas.items():
+        numpy_side.add(name, delta.to(wide).numpy())
+        torch_side.add(name, delta.to(wide))
+    numpy_side.flush()
+    torch_side.flush()
+    rel = 1e-4 if precision == "float32" else 1e-10
+    for name in deltas:
+        ours, theirs = numpy_side.done[name], torch_side.done[name]
+        assert ours.shape == theirs.shape
+        assert ours.sigma_max == pytest.approx(theirs.sigma_max, rel=rel, abs=1e-30)
+        assert ours.stable_rank == pytest.approx(theirs.stable_rank, rel=rel)
+        assert ours.effective_rank == pytest.approx(theirs.effective_rank, rel=rel)
+        assert abs(ours.rank - theirs.rank) <= (1 if name == "noisy" else 0)
+    assert numpy_side.done["w2"].rank == 3 and numpy_side.done["zero"].rank == 0
 
 
 def test_untouched_matrices_do_not_pull_the_headline_mean_down(tmp_path: Path) -> None:

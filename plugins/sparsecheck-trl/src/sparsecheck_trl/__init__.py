@@ -7,7 +7,7 @@ Registered through the ``sparsecheck`` entry point; ``sparsecheck_add_backends``
 from __future__ import annotations
 
 from sparsecheck import hookimpl
-from sparsecheck.training._api import TrainingBackend
+from sparsecheck.training import TrainingBackend
 from sparsecheck_trl._backend import TrlBackend
 
 __all__ = ["TrlBackend", "sparsecheck_add_backends"]

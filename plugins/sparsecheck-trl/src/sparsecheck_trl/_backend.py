@@ -15,12 +15,20 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sparsecheck._atomic import write_text_atomic
 from sparsecheck.errors import CheckpointError, UsageError
-from sparsecheck.training._api import TrainingBackend, TrainRequest, TrainResult
-from sparsecheck.training._folders import write_folder
-from sparsecheck.training._masking import ExactMask, checkpoint_violations, match_masks, read_masks
-from sparsecheck.training._quiet import quiet_hf
+from sparsecheck.training import (
+    ExactMask,
+    TrainingBackend,
+    TrainRequest,
+    TrainResult,
+    checkpoint_violations,
+    exact_mask_metadata,
+    match_masks,
+    quiet_hf,
+    read_masks,
+    write_folder,
+    write_text_atomic,
+)
 from sparsecheck_trl._algorithms import ALGORITHMS, SCORE, resolve, trl_version
 from sparsecheck_trl._config import WEIGHTS_DTYPE, build_config, device_plan, uses_deepspeed
 from sparsecheck_trl._datasets import training_data
@@ -106,7 +114,9 @@ class TrlBackend(TrainingBackend):
 
         final = _save_final(model, tokenizer, request.output / FINAL)
         assert recorder.recorder is not None, "on_train_begin was not called"
-        recorded = recorder.recorder.finish(trainer.state.global_step, _mask_metadata(request.base, final))
+        recorded = recorder.recorder.finish(
+            trainer.state.global_step, exact_mask_metadata(request.base, final)
+        )
         _write_run_info(request, plan.device, trainer.state.global_step, seconds, data.notes)
         result = TrainResult(
             checkpoint=final,
@@ -147,20 +157,6 @@ def _save_final(model: Any, tokenizer: Any, folder: Path) -> Path:
         tokenizer.save_pretrained(target)
 
     return write_folder(folder, save)
-
-
-def _mask_metadata(base: Path, final: Path) -> dict[str, str]:
-    """Mask-file metadata of the exact comparison base → final."""
-    from sparsecheck.checkpoints._formats import open_local
-    from sparsecheck.metrics._equality import EqualityPolicy
-    from sparsecheck.metrics._maskfile import mask_metadata
-
-    base_reader, final_reader = open_local(str(base), base), open_local(str(final), final)
-    try:
-        return mask_metadata(EqualityPolicy("exact", 0.0), base_reader, final_reader)
-    finally:
-        base_reader.close()
-        final_reader.close()
 
 
 def _report_mask(request: TrainRequest, final: Path, masks: Any, exact: ExactMask) -> tuple[Path, int]:

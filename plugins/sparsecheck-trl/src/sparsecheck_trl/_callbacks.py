@@ -16,10 +16,7 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
-from sparsecheck import _progress as progress
-from sparsecheck.training._api import SnapshotPolicy
-from sparsecheck.training._masking import ExactMask
-from sparsecheck.training._snapshots import SnapshotRecorder
+from sparsecheck.training import ExactMask, SnapshotPolicy, SnapshotRecorder, current_progress
 
 
 class ExactMaskCallback(TrainerCallback):
@@ -51,13 +48,13 @@ class ProgressCallback(TrainerCallback):
     """Counts the optimizer steps on sparsecheck's current progress task (the engine's step)."""
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        task = progress.current()
+        task = current_progress()
         if task is not None:
             task.set_total(state.max_steps, "steps")
             task.update(state.global_step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        task = progress.current()
+        task = current_progress()
         if task is not None:
             task.update(state.global_step)
 
@@ -76,7 +73,7 @@ class RecorderCallback(TrainerCallback):
         recorded = self.model if self.model is not None else model
 
         def save(folder: Path) -> None:
-            task = progress.current()
+            task = current_progress()
             if task is not None:
                 task.update(task.done, f"recording the snapshot of step {self._step}")
             recorded.save_pretrained(folder)

@@ -12,20 +12,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sparsecheck._atomic import write_text_atomic
 from sparsecheck.errors import UsageError
-from sparsecheck.training._api import GeneratedDataset, RewardFunction, TrainRequest
-from sparsecheck.training._data import (
+from sparsecheck.training import (
     PAIR_STYLES,
+    GeneratedDataset,
+    RewardFunction,
+    TrainRequest,
     arithmetic_problems,
     arithmetic_reward,
+    has_chat_template,
     off_style_pairs,
+    preference_pairs,
     preference_rows,
     prompt_rows,
+    prompt_text,
     sft_rows,
     unpaired_rows,
+    write_text_atomic,
 )
-from sparsecheck.training._onpolicy import has_chat_template, preference_pairs, prompt_text
 from sparsecheck_trl._algorithms import PAIRS, PROMPTS, SFT, TOKENIZED_PROMPTS, Algorithm
 
 DATA_FILE = "train_data.jsonl"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck.errors import CheckpointError, UsageError
-from sparsecheck.training._api import TrainRequest
+from sparsecheck.training import TrainRequest
 from sparsecheck_trl._algorithms import Algorithm
 from sparsecheck_trl._config import ALIASES
 
