@@ -4,7 +4,12 @@ The public API.  Plugin authors need ``hookimpl``, ``Metric``, ``Reducer``, ``Pa
 ``MetricResult`` and ``TensorGroup``; everything else is for embedding sparsecheck.
 """
 
+# ruff: noqa: E402 - the early read-ahead starts before the imports below
 from __future__ import annotations
+
+from sparsecheck._early import read_ahead_of_imports
+
+read_ahead_of_imports()  # a cold `sparsecheck diff` reads while the rest imports
 
 import importlib
 from typing import TYPE_CHECKING

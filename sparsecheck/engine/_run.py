@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -15,6 +15,7 @@ from sparsecheck.engine._passplan import PassPlan
 from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
 from sparsecheck.engine._prefetch import available_cores, prepared
 from sparsecheck.engine._provenance import report_entries, tensor_hash
+from sparsecheck.engine._readahead import ReadAhead
 from sparsecheck.metrics._api import MetricResult
 
 if TYPE_CHECKING:
@@ -107,6 +108,26 @@ def read_pass(
         # a remote reader fetches ahead in threads; forked workers fetch their own
         for rid, reader in readers.items():
             reader.will_read([where[name][rid].meta.name for name in names if rid in where[name]])
+    ahead = ReadAhead.for_pass(names, where, readers) if executor == "local" else None
+    try:
+        _reduce(plan, names, nbytes, workers, executor, hook, ahead, hashes)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _reduce(
+    plan: PassPlan,
+    names: Sequence[str],
+    nbytes: Mapping[str, int],
+    workers: int | None,
+    executor: str,
+    hook: object,
+    ahead: ReadAhead | None,
+    hashes: dict[str, dict[str, str]] | None,
+) -> None:
+    """Hand each prepared name to its reducers' ``update``, in storage order."""
+    total_bytes = sum(nbytes.values())
     done_bytes, start = 0, time.perf_counter()
     for index, entry in enumerate(prepared(names, nbytes, plan, workers, executor)):
         for position, item in enumerate(entry.items):
@@ -123,9 +144,11 @@ def read_pass(
         for position, seconds in enumerate(entry.seconds):
             entry.items[position].seconds += seconds
         if hashes is not None:  # every tensor of the name, as read (most are loaded already)
-            for rid, stored in where[entry.group.name].items():
+            for rid, stored in plan.where[entry.group.name].items():
                 hashes[rid][stored.meta.name] = tensor_hash(entry.group.array(rid))
         plan.release(entry.group.name)
+        if ahead is not None:
+            ahead.advance(index + 1)
         done_bytes += nbytes[entry.group.name]
         hook.sparsecheck_read_progress(  # type: ignore[attr-defined]
             progress=ReadProgress(index + 1, len(names), done_bytes, total_bytes, time.perf_counter() - start)

@@ -10,6 +10,7 @@ tests hold it to, entry for entry.  ``SPARSECHECK_COMPARE=numpy`` turns the exte
 
 from __future__ import annotations
 
+import mmap
 import os
 from types import ModuleType
 from typing import NamedTuple
@@ -58,9 +59,23 @@ def compare(
 ) -> FusedCounts | None:
     """Compare flat stored arrays ``a`` and ``b`` of ``dtype``: fill ``packed`` (the mask bits),
     add to ``histogram`` (int64) and return the counts; None where the extension does not
-    apply (not installed, another dtype, arrays not contiguous)."""
+    apply (not installed, another dtype, arrays not contiguous).  Arrays that view read-only
+    file maps have their pages dropped behind the pass (a large tensor never has more than a
+    few MiB of each side mapped; touched again, the pages come back from the file)."""
     module = extension()
     kind = _KINDS.get(dtype)
     if module is None or kind is None or not (a.flags.c_contiguous and b.flags.c_contiguous):
         return None
-    return FusedCounts(*module.compare(a, b, kind, _POLICIES[policy], tol, bf16_check, packed, histogram))
+    drop = _file_mapped(a) and _file_mapped(b)
+    counts = module.compare(a, b, kind, _POLICIES[policy], tol, bf16_check, packed, histogram, drop)
+    return FusedCounts(*counts)
+
+
+def _file_mapped(array: np.ndarray) -> bool:
+    """Whether ``array`` views a read-only ``mmap`` (as the safetensors reader gives)."""
+    base: object = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj if base.readonly else None
+    return isinstance(base, mmap.mmap) and memoryview(base).readonly

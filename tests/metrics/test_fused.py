@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -118,3 +121,21 @@ def test_other_dtypes_and_strided_arrays_go_through_numpy() -> None:
     assert _fused.compare(strided, strided, "float32", "atol", 1e-5, False, packed, histogram) is None
     # and compare_arrays still counts them (numpy path)
     assert compare_arrays(strided, "float32", strided + 1, "float32", EqualityPolicy("exact", 0)).changed == 8
+
+
+def test_file_mapped_pairs_drop_pages_behind_and_count_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two file maps, several spans long: pages are dropped behind the pass as it goes.
+    a, b = planted("bfloat16", seed=5)
+    a, b = np.concatenate([a] * 3), np.concatenate([b] * 3)
+    (tmp_path / "a").write_bytes(a.tobytes())
+    (tmp_path / "b").write_bytes(b.tobytes())
+    with open(tmp_path / "a", "rb") as fa, open(tmp_path / "b", "rb") as fb:
+        map_a = mmap.mmap(fa.fileno(), 0, access=mmap.ACCESS_READ)
+        map_b = mmap.mmap(fb.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped_a, mapped_b = np.frombuffer(map_a, np.uint16), np.frombuffer(map_b, np.uint16)
+    assert _fused._file_mapped(mapped_a) and not _fused._file_mapped(a)
+    got, want = both(mapped_a, mapped_b, "bfloat16", EqualityPolicy("atol", 1e-5), monkeypatch)
+    assert_same(got, want)
+    assert np.array_equal(mapped_a, a)  # the map still reads the file after its pages were dropped

@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #define CHUNK 65536
 /* x86-64: an AVX2 build of the hot loops beside the baseline one, chosen when loaded. */
@@ -20,6 +24,7 @@
 #define TARGETS
 #endif
 #define BLOCK 2048
+#define DROP_SPAN (16 * CHUNK)
 #define SPARSE 32
 #define HIST_SAMPLES 256
 #define HIST_SHIFT 21
@@ -240,21 +245,50 @@ DEFINE_KIND(f16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_F16, fabs
 DEFINE_KIND(f32, float, uint32_t, float, int32_t, 0x7F800000, WIDEN_SAME, fabsf, (float))
 DEFINE_KIND(f64, double, uint64_t, double, int64_t, 0x7FF0000000000000ll, WIDEN_SAME, fabs, f32_round_to_odd)
 
-static void compare_all(State *s, int kind, const void *a, const void *b, size_t size, uint8_t *packed) {
+static void compare_span(State *s, int kind, const char *a, const char *b, size_t size, uint8_t *packed) {
     switch (kind) {
-    case KIND_BF16: compare_bf16(s, a, b, size, packed); break;
-    case KIND_F16: compare_f16(s, a, b, size, packed); break;
-    case KIND_F32: compare_f32(s, a, b, size, packed); break;
-    default: compare_f64(s, a, b, size, packed); break;
+    case KIND_BF16: compare_bf16(s, (const uint16_t *)a, (const uint16_t *)b, size, packed); break;
+    case KIND_F16: compare_f16(s, (const uint16_t *)a, (const uint16_t *)b, size, packed); break;
+    case KIND_F32: compare_f32(s, (const float *)a, (const float *)b, size, packed); break;
+    default: compare_f64(s, (const double *)a, (const double *)b, size, packed); break;
+    }
+}
+
+/* Drop the whole pages of [from, to) from this process's mappings (file-backed, read-only maps
+ * only: the pages come back from the file if touched again). */
+static void drop_pages(const char *from, const char *to) {
+#ifdef MADV_DONTNEED
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)from + page - 1) / page * page, end = (uintptr_t)to / page * page;
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+#else
+    (void)from; (void)to;
+#endif
+}
+
+/* Compare in spans of DROP_SPAN entries (whole chunks, so the chunk-by-chunk results are the
+ * same); with drop_behind, the pages of both maps behind each span are dropped, so a tensor of
+ * any size keeps at most a span of each side mapped. */
+static void compare_all(State *s, int kind, const void *a, const void *b, size_t size, uint8_t *packed,
+                        int drop_behind, size_t width) {
+    const char *ca = a, *cb = b;
+    for (size_t start = 0; start < size; start += DROP_SPAN) {
+        size_t n = size - start < DROP_SPAN ? size - start : DROP_SPAN;
+        compare_span(s, kind, ca + start * width, cb + start * width, n, packed + start / 8);
+        if (drop_behind) {
+            drop_pages(ca + start * width, ca + (start + n) * width);
+            drop_pages(cb + start * width, cb + (start + n) * width);
+        }
     }
 }
 
 static PyObject *py_compare(PyObject *self, PyObject *args) {
     Py_buffer a, b, packed, hist;
-    int kind, policy, bf16_check;
+    int kind, policy, bf16_check, drop_behind = 0;
     double tol;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*iidpw*w*", &a, &b, &kind, &policy, &tol, &bf16_check, &packed, &hist))
+    if (!PyArg_ParseTuple(args, "y*y*iidpw*w*|p", &a, &b, &kind, &policy, &tol, &bf16_check, &packed, &hist,
+                          &drop_behind))
         return NULL;
     PyObject *result = NULL;
     static const Py_ssize_t width[] = {2, 2, 4, 8};
@@ -284,7 +318,7 @@ static PyObject *py_compare(PyObject *self, PyObject *args) {
     } else {
         Py_BEGIN_ALLOW_THREADS
         memset(packed.buf, 0, (size_t)packed.len);
-        compare_all(&s, kind, a.buf, b.buf, (size_t)size, (uint8_t *)packed.buf);
+        compare_all(&s, kind, a.buf, b.buf, (size_t)size, (uint8_t *)packed.buf, drop_behind, (size_t)width[kind]);
         Py_END_ALLOW_THREADS
         result = Py_BuildValue("LLLd", s.changed, s.moved, s.changed_if_bf16, s.max_abs_delta);
     }
@@ -296,8 +330,9 @@ done:
 
 static PyMethodDef methods[] = {
     {"compare", py_compare, METH_VARARGS,
-     "compare(a, b, kind, policy, tol, bf16_check, packed, histogram) -> (changed, moved, "
-     "changed_if_bf16, max_abs_delta); adds to histogram, fills packed."},
+     "compare(a, b, kind, policy, tol, bf16_check, packed, histogram, drop_behind=False) -> (changed, "
+     "moved, changed_if_bf16, max_abs_delta); adds to histogram, fills packed; drop_behind: a and b "
+     "are read-only file maps whose pages may be dropped behind the pass."},
     {NULL, NULL, 0, NULL},
 };
 

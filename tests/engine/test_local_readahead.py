@@ -1,0 +1,96 @@
+"""The read-ahead asks the kernel for the coming tensors' bytes in order, never more than its window
+ahead of the pass, and hands finished bytes back only when the pass is larger than half the RAM."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sparsecheck import hookimpl
+from sparsecheck._config import ReadProgress
+from sparsecheck.engine import _readahead
+from sparsecheck.engine._readahead import ReadAhead
+from sparsecheck.testing import run_spec, tiny_llama_state_dict, write_checkpoint
+
+pytestmark = pytest.mark.skipif(not _readahead.CAN_ADVISE, reason="no posix_fadvise here")
+
+
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
+    calls: list[tuple[int, int, int]] = []
+    lock = threading.Lock()
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        with lock:
+            calls.append((offset, length, advice))
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    return calls
+
+
+def wait_for(condition, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("drop_behind", [False, True])
+def test_read_ahead_stays_within_its_window_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop_behind: bool
+) -> None:
+    calls = recorded(monkeypatch)
+    monkeypatch.setattr(_readahead, "WINDOW", 250)
+    file = tmp_path / "shard"
+    file.write_bytes(b"\0" * 2000)
+    spans = [[(file, 100 * i, 100)] for i in range(20)]  # 20 names of 100 bytes
+    ahead = ReadAhead(spans, drop_behind=drop_behind)
+    try:
+        wait_for(lambda: len(calls) >= 3)
+        time.sleep(0.05)
+        # asks while at most WINDOW bytes are outstanding: names 0..2 (then 300 > 250)
+        assert [c[0] for c in calls] == [0, 100, 200]
+        ahead.advance(5)  # the pass went past names 0..4
+        wait_for(lambda: sum(c[2] == os.POSIX_FADV_WILLNEED for c in calls) >= 6)
+        time.sleep(0.05)
+        willneed = [c[0] for c in calls if c[2] == os.POSIX_FADV_WILLNEED]
+        assert willneed == [0, 100, 200, 500, 600, 700]  # names 3 and 4 were passed already
+        dropped = [c[0] for c in calls if c[2] == os.POSIX_FADV_DONTNEED]
+        assert dropped == ([0, 100, 200, 300, 400] if drop_behind else [])
+        ahead.advance(10)
+        wait_for(lambda: sum(c[2] == os.POSIX_FADV_WILLNEED for c in calls) >= 9)
+        time.sleep(0.05)
+    finally:
+        ahead.close()
+    assert [c[0] for c in calls if c[2] == os.POSIX_FADV_WILLNEED][6:] == [1000, 1100, 1200]
+
+
+class Totals:
+    total = 0
+
+    @hookimpl
+    def sparsecheck_read_progress(self, progress: ReadProgress) -> None:
+        self.total = progress.bytes_total
+
+
+def test_a_pass_over_safetensors_asks_for_every_byte_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = recorded(monkeypatch)
+    state = tiny_llama_state_dict(hidden=32, intermediate=64, vocab=64, seed=1)
+    write_checkpoint(tmp_path / "a", state)
+    write_checkpoint(tmp_path / "b", state)
+    spec = tmp_path / "s.sparsecheck.yaml"
+    spec.write_text(
+        "version: 1\ncheckpoints: {a: a, b: b}\nchecks:\n"
+        "  - {id: s, metric: update_sparsity, args: {base: a, tuned: b}}\n"
+    )
+    totals = Totals()
+    (outcome,) = run_spec(spec, plugins=[totals], options={"no_cache": True, "workers": 1}).outcomes
+    assert outcome.status.value == "PASS"
+    asked = sum(length for _, length, advice in calls if advice == os.POSIX_FADV_WILLNEED)
+    assert asked == totals.total > 0
+    assert not any(advice == os.POSIX_FADV_DONTNEED for *_, advice in calls)  # a pass far smaller than RAM

@@ -1,0 +1,58 @@
+"""``sparsecheck diff``/``mask`` ask the kernel for both sides' first bytes before the imports; other
+commands and other uses of the package do nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sparsecheck import _early
+from sparsecheck.testing import tiny_llama_state_dict, write_checkpoint
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+
+
+def test_diff_asks_for_both_sides_alternately(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tiny_llama_state_dict(hidden=32, intermediate=64, vocab=64, seed=1)
+    write_checkpoint(tmp_path / "a", state, layout="sharded", shards=2)
+    write_checkpoint(tmp_path / "b", state)
+    single = next((tmp_path / "b").glob("*.safetensors"))
+    asked: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        os, "posix_fadvise", lambda fd, offset, n, advice: asked.append((os.fstat(fd).st_ino, offset))
+    )
+    monkeypatch.setattr(_early, "_STEP", 4096)
+    argv = [
+        "/venv/bin/sparsecheck",
+        "diff",
+        "--per",
+        "tensor",
+        str(tmp_path / "a"),
+        str(single),
+    ]
+    thread = _early.read_ahead_of_imports(argv)
+    assert thread is not None
+    thread.join(10)
+    shards = sorted((tmp_path / "a").glob("*.safetensors"))
+    inode = {f.stat().st_ino: f for f in [*shards, single]}
+    files = [inode[i] for i, _ in asked]
+    # side a, side b, side a, ... : the order the pass reads in
+    assert files[0] == shards[0] and files[1] == single
+    assert set(files) == set(inode.values())
+    total = sum(f.stat().st_size for f in inode.values())
+    assert len(asked) == sum(-(-f.stat().st_size // 4096) for f in inode.values()) and total > 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/venv/bin/sparsecheck", "run", "a", "b"],
+        ["/usr/bin/pytest", "diff", "a", "b"],
+        ["/venv/bin/sparsecheck", "diff", "missing-a", "missing-b"],
+        ["/venv/bin/sparsecheck", "diff"],
+    ],
+)
+def test_nothing_happens_for_other_commands_and_programs(argv: list[str]) -> None:
+    assert _early.read_ahead_of_imports(argv) is None
