@@ -46,6 +46,7 @@ def test_diff_over_http_equals_local(
     assert remote["checks"][0]["result"]["value"] == pytest.approx(pair.sparsity)
     files = sum(f.stat().st_size for side in (pair.base, pair.tuned) for f in side.iterdir())
     assert files * 0.95 <= http.sent <= files * 1.05  # every tensor read once, nothing twice
+    assert [c["path"] for c in remote["checkpoints"]] == [f"{http.url}/base", f"{http.url}/tuned"]
 
 
 def test_layernorm_check_reads_under_five_percent(
