@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_compare import DEFAULT_DATA, FLOOR, build, compile_bytecode, measure, peak_pss
 
@@ -55,9 +57,6 @@ def llama7b_shapes(layer: int | None) -> dict[str, tuple[int, ...]]:
 
 def build_7b(root: Path) -> tuple[Path, Path]:
     """Write the 7B-shaped pair once, shard by shard (one shard's two sides in memory at a time)."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
     folder = root / "llama7b-bf16"
     base, tuned = folder / "base", folder / "tuned"
     if (tuned / "model.safetensors.index.json").exists():
@@ -83,10 +82,7 @@ def build_7b(root: Path) -> tuple[Path, Path]:
             weight_map[name] = shard
             total += a.nbytes
         for side, tensors in zip((base, tuned), sides, strict=True):
-            # safetensors.numpy has no bfloat16: write uint16, then mark the dtype in the header
-            save_file(tensors, str(side / (shard + ".tmp")))
-            _mark_bf16(side / (shard + ".tmp"))
-            (side / (shard + ".tmp")).rename(side / shard)
+            save_bf16(tensors, side / shard)
         del sides
     for side in (base, tuned):
         index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
@@ -94,13 +90,25 @@ def build_7b(root: Path) -> tuple[Path, Path]:
     return base, tuned
 
 
-def _mark_bf16(file: Path) -> None:
-    """Rewrite a safetensors header's U16 dtypes as BF16 in place (same length)."""
-    with open(file, "r+b") as handle:
-        length = int.from_bytes(handle.read(8), "little")
-        header = handle.read(length)
-        handle.seek(8)
-        handle.write(header.replace(b'"U16"', b'"BF16"').ljust(length))
+def save_bf16(tensors: dict[str, np.ndarray], path: Path) -> None:
+    """Write uint16 arrays (bfloat16 bits) as a BF16 safetensors file, atomically (safetensors'
+    numpy API has no bfloat16)."""
+    header, offset = {}, 0
+    for name, array in tensors.items():
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    partial = path.with_name(path.name + ".tmp")
+    with open(partial, "wb") as handle:
+        handle.write(len(raw).to_bytes(8, "little") + raw)
+        for array in tensors.values():
+            np.ascontiguousarray(array).tofile(handle)
+    partial.rename(path)
 
 
 def drop_caches() -> None:

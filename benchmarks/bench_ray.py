@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cold import _mark_bf16, llama7b_shapes
+from bench_cold import llama7b_shapes, save_bf16
 from bench_compare import DEFAULT_DATA
 
 HIDDEN, INTERMEDIATE, LAYERS, VOCAB = 1024, 2816, 8, 32000
@@ -42,7 +42,6 @@ checks:
 def build(root: Path, steps: int) -> tuple[Path, Path]:
     """The base and the run's checkpoint folders, written once."""
     import numpy as np
-    from safetensors.numpy import save_file
 
     folder = root / f"run-h{HIDDEN}-l{LAYERS}-s{steps}"
     base, run = folder / "base", folder / "run"
@@ -61,9 +60,7 @@ def build(root: Path, steps: int) -> tuple[Path, Path]:
         if step:  # each step moves ~5% of the entries (some back to where they were)
             for tensor in state.values():
                 tensor ^= (rng.random(tensor.shape) < 0.05).astype(np.uint16)
-        save_file(state, str(folder_step / "model.safetensors.tmp"))
-        _mark_bf16(folder_step / "model.safetensors.tmp")
-        (folder_step / "model.safetensors.tmp").rename(folder_step / "model.safetensors")
+        save_bf16(state, folder_step / "model.safetensors")
     return base, run
 
 

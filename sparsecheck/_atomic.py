@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +37,17 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file that replaces ``path`` atomically when the block ends without an
-    exception (the folder must exist); with an exception, ``path`` is left as it was."""
+    exception (the folder must exist); with an exception, ``path`` is left as it was.
+
+    A ``path`` that exists and is not a regular file (``/dev/stdout``, a FIFO, a device) is never
+    replaced: it is written directly, as a shell redirection would.
+    """
     target = Path(path)
+    if is_special(target):
+        with open(target, "wb") as direct:
+            yield direct
+            direct.flush()
+        return
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:
@@ -50,6 +60,15 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+def is_special(path: Path) -> bool:
+    """Whether ``path`` exists and is not a regular file or a folder (a device, FIFO or socket)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
@@ -65,6 +84,8 @@ def prepare_output_path(path: Path, option: str) -> Path:
     """
     if path.is_dir():
         raise UsageError(f"option {option}: {path} is a directory; give a file path")
+    if is_special(path):
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

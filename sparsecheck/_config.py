@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from sparsecheck._cachedir import default_cache_dir
 from sparsecheck._paths import absolute_path
 from sparsecheck.errors import UsageError
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from sparsecheck.metrics._api import Metric
     from sparsecheck.spec._model import Check
 
-DEFAULT_CACHE_DIR = ".sparsecheck_cache"
 
 
 class OptionRegistry:
@@ -71,7 +71,10 @@ class Config:
     def cache_dir(self) -> Path:
         """The cache folder, absolute (a relative ``--cache-dir`` is taken from the invocation
         folder), so the step outputs recorded under it are absolute too."""
-        return absolute_path(self.getoption("cache_dir", DEFAULT_CACHE_DIR), self.invocation_dir)
+        given = self.getoption("cache_dir")
+        if given is None:
+            return default_cache_dir(absolute_path(self.invocation_dir))
+        return absolute_path(given, self.invocation_dir)
 
     @property
     def metrics(self) -> dict[str, Metric]:

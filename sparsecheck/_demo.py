@@ -59,14 +59,18 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+def bundled_specs() -> Path:
+    """The specs shipped with sparsecheck: ``sparsecheck/specs`` inside an installed wheel, the
+    repository's ``specs/`` folder in a source checkout (an editable install)."""
+    here = Path(__file__).resolve().parent
+    return here / "specs" if (here / "specs").is_dir() else here.parent / "specs"
+
+
 def paper_suites() -> list[Path]:
-    """The suite files, from the source tree this package runs from."""
-    folder = Path(__file__).resolve().parents[1] / "specs" / "paper"
+    """The suite files, from the installed package or the source tree this package runs from."""
+    folder = bundled_specs() / "paper"
     if not folder.is_dir():
-        raise UsageError(
-            f"{folder}: the paper suites ship with sparsecheck's source repository; "
-            "run the demo from a clone installed with `pip install -e .`"
-        )
+        raise UsageError(f"{folder}: the paper suites are missing from this installation of sparsecheck")
     return [folder / f"{name}.sparsecheck.yaml" for name in SUITES]
 
 

@@ -15,6 +15,7 @@ import pluggy
 
 from sparsecheck._adhoc import pair_checks
 from sparsecheck._config import Config, OptionRegistry
+from sparsecheck._culprit import raised_at
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
@@ -49,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("sparsecheck: interrupted", err=True)
         return ExitCode.INTERRUPTED
+    except SystemExit as exc:  # plugin code calling sys.exit(): never a pass
+        click.echo(
+            f"sparsecheck: internal error: {raised_at(exc)} called sys.exit({exc.code!r}) "
+            "during the run; no check result stands",
+            err=True,
+        )
+        return ExitCode.INTERNAL_ERROR
     except Exception:
         click.echo(traceback.format_exc(), err=True)
         click.echo("sparsecheck: internal error (a bug in sparsecheck or a plugin)", err=True)

@@ -19,7 +19,7 @@ import sparsecheck
 PACKAGE = Path(sparsecheck.__file__).parent
 #: Modules at the bottom, and the checkpoint readers above them: none imports a higher layer.
 LOWER = {"_atomic", "_dtypes", "_extras", "_files", "_json", "_markers", "_version", "errors", "exitcodes"}
-LOWER |= {"checkpoints"}
+LOWER |= {"checkpoints", "_cachedir", "_culprit"}
 #: The layers above: configuration, plugin management, the engine, specs, metrics, reports, CLI.
 HIGHER = {"_config", "_manager", "_registry", "_session", "_adhoc", "_demo", "cli", "hookspec", "testing"}
 HIGHER |= {"pytest_plugin", "engine", "metrics", "spec", "reports", "training"}

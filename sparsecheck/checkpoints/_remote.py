@@ -4,8 +4,9 @@ read by range requests.
 A URL names a ``.safetensors`` file, a ``model.safetensors.index.json``, or a folder in the
 Hugging Face layout (``model.safetensors``, or the index and its shards).  Each file's header
 is read with two range requests (its length, then the header); a tensor is fetched by a range
-request for its bytes alone, only when the pass reads it, and ahead of the pass in threads
-(:mod:`sparsecheck.checkpoints._readahead`).  Nothing is downloaded whole.
+request for its bytes alone (16 MiB parts for a larger one), only when the pass reads it, and
+ahead of the pass in threads (:mod:`sparsecheck.checkpoints._readahead`).  Nothing is
+downloaded whole.
 
 fsspec is imported only when a URL is opened (the optional ``remote`` extra; ``s3fs``,
 ``gcsfs``, ``adlfs`` or ``huggingface_hub`` for their schemes).  Credentials come from where
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._dtypes import STORAGE
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._fingerprint import sampled_ranges
 from sparsecheck.checkpoints._formats import SAFETENSORS_FILE, SAFETENSORS_INDEX
@@ -38,7 +40,7 @@ from sparsecheck.errors import CheckpointError
 
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://.+")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
-#: A tensor larger than this is fetched as several concurrent range requests.
+#: A tensor larger than this is fetched in parts of this size (bounded request size).
 PART_BYTES = 16 << 20
 
 
@@ -57,12 +59,7 @@ def redact(text: str) -> str:
 def open_url(source: str) -> RemoteReader:
     """Open the checkpoint at the fsspec URL ``source``."""
     shown = redact(source)
-    try:
-        import fsspec
-    except ImportError:
-        raise CheckpointError(
-            f"{shown}: reading URLs needs fsspec: pip install 'sparsecheck[remote]'"
-        ) from None
+    fsspec = require("fsspec", f"{shown}: reading a URL")
     try:
         fs, root = fsspec.core.url_to_fs(source)
     except (ImportError, ValueError) as exc:  # an unknown scheme, or its filesystem not installed
@@ -224,7 +221,7 @@ class _RemoteFile(SafetensorsFile):
         stored = self.tensors[name]
         out = np.empty(stored.nbytes, np.uint8)
         starts = range(stored.offset, stored.offset + stored.nbytes, PART_BYTES)
-        for start in starts:  # parts of a large tensor; fsspec's async filesystems overlap them
+        for start in starts:  # a large tensor in parts (the read-ahead overlaps tensors, not parts)
             end = min(start + PART_BYTES, stored.offset + stored.nbytes)
             out[start - stored.offset : end - stored.offset] = np.frombuffer(
                 self.store.fetch(self.path, start, end), np.uint8

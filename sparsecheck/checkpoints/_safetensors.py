@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import mmap
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +24,10 @@ import numpy as np
 from sparsecheck._dtypes import STORAGE, stored_bytes, unpack_codes, width
 from sparsecheck._files import open_regular
 from sparsecheck._json import JsonError, loads_strict, show
+from sparsecheck.checkpoints import _watch
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
+from sparsecheck.checkpoints._tying import tied_copies
 from sparsecheck.errors import CheckpointError
 
 #: Safetensors dtype codes → canonical dtype names: every dtype safetensors 0.8 reads.
@@ -69,6 +72,7 @@ class SafetensorsFile:
                 header_length = self._header_length(handle.read(8), size)
                 header = handle.read(header_length)
                 self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                _watch.watch(file, os.fstat(handle.fileno()))
         except OSError as exc:
             raise CheckpointError(f"{file}: cannot read: {exc.strerror or exc}") from None
         #: Size of the length prefix plus the JSON header: where the data begins.
@@ -149,6 +153,7 @@ class SafetensorsFile:
         dtype = STORAGE[meta.dtype]
         if not stored.nbytes:
             return np.empty(meta.shape, dtype)
+        _watch.check(self.file)  # a mapped read of a file that shrank would kill the process
         if width(meta.dtype) < 8:
             packed = np.frombuffer(self._map, np.uint8, stored.nbytes, stored.offset)
             codes = unpack_codes(packed, meta.dtype, meta.numel).reshape(meta.shape)
@@ -160,12 +165,14 @@ class SafetensorsFile:
     def release(self, name: str) -> None:
         """Drop the tensor's mapped pages from memory (they are read again from the file if needed)."""
         stored = self.tensors[name]
+        _watch.check(self.file)  # the tensor was read from the file as it was opened
         if not _CAN_DROP_PAGES or not stored.nbytes:
             return
         start = stored.offset - stored.offset % mmap.PAGESIZE
         self._map.madvise(mmap.MADV_DONTNEED, start, stored.offset + stored.nbytes - start)
 
     def close(self) -> None:
+        _watch.forget(self.file)
         with contextlib.suppress(BufferError):  # arrays still view the map; it closes with the last
             self._map.close()
 
@@ -185,6 +192,10 @@ class SafetensorsReader(CheckpointReader):
         except BaseException:
             self.close()
             raise
+        #: A tied output embedding stored as its own copy (config ``tie_word_embeddings``).
+        self._aliases = tied_copies(path if path.is_dir() else path.parent, self._tensors)
+        for alias in self._aliases:
+            del self._tensors[alias]
 
     def _add(self, shard: SafetensorsFile) -> None:
         self._files.append(shard)
@@ -199,10 +210,15 @@ class SafetensorsReader(CheckpointReader):
     def tensors(self) -> Mapping[str, StoredTensor]:
         return self._tensors
 
+    def aliases(self) -> Mapping[str, str]:
+        return self._aliases
+
     def read(self, name: str) -> np.ndarray:
+        name = self._aliases.get(name, name)
         return self._owner[name].array(name)
 
     def release(self, name: str) -> None:
+        name = self._aliases.get(name, name)
         self._owner[name].release(name)
 
     def fingerprint(self) -> str:

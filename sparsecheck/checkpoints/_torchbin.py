@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import mmap
+import os
 import pickle
 import re
 import sys
@@ -23,6 +24,7 @@ import torch
 
 from sparsecheck._dtypes import STORAGE, from_torch_dtype
 from sparsecheck._files import open_regular
+from sparsecheck.checkpoints import _watch
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
 from sparsecheck.errors import CheckpointError
@@ -36,7 +38,10 @@ class _TorchFile:
 
     def __init__(self, file: Path) -> None:
         self.file = file
+        status = os.stat(file)
         state, self.mapped = _load(file)
+        if self.mapped:
+            _watch.watch(file, status)
         self.tensors: dict[str, torch.Tensor] = {}
         self.aliases: dict[str, str] = {}
         by_storage: dict[tuple[Any, ...], str] = {}
@@ -109,6 +114,7 @@ class TorchReader(CheckpointReader):
     def read(self, name: str) -> np.ndarray:
         """The tensor as a read-only numpy view (bits for bfloat16 and float8); aliases resolve."""
         name = self._aliases.get(name, name)
+        _watch.check(self._owner[name].file)  # a mapped read of a file that shrank would kill the process
         tensor = self._owner[name].tensors[name]
         dtype = STORAGE[self._tensors[name].meta.dtype]
         if tensor.dtype.is_floating_point and dtype.kind != "f":
@@ -119,6 +125,7 @@ class TorchReader(CheckpointReader):
 
     def release(self, name: str) -> None:
         name = self._aliases.get(name, name)
+        _watch.check(self._owner[name].file)
         self._owner[name].release(name)
 
     def fingerprint(self) -> str:
@@ -126,6 +133,8 @@ class TorchReader(CheckpointReader):
         return sampled_fingerprint(root, {shard.file: None for shard in self._files})
 
     def close(self) -> None:
+        for shard in self._files:
+            _watch.forget(shard.file)
         self._files.clear()
         self._owner.clear()
 

@@ -1,7 +1,8 @@
 """The result cache: a check's metric result, keyed by what it was computed from.
 
-Results live under ``<cache dir>/results/`` (never in a checkpoint folder), one JSON file per
-key.  The key hashes the sparsecheck version, the metric (name, implementing class, and the
+Results live under ``<cache dir>/results/`` (never in a checkpoint folder), one file per key:
+a SHA-256 line, then the result's JSON; an entry that fails the check is recomputed with a
+warning.  The key hashes the sparsecheck version, the metric (name, implementing class, and the
 source of the Python files in its module's folder, so an edited metric recomputes), its
 arguments, and for every checkpoint the check reads its sampled content fingerprint plus the
 size and modification time of each of its files; a file named by an argument (a mask file, or one in a list)
@@ -12,6 +13,7 @@ empties it first.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -21,7 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from sparsecheck._atomic import write_text_atomic
+from sparsecheck._cachedir import make_cache_dir
 from sparsecheck._markers import hookimpl
 from sparsecheck._version import __version__
 from sparsecheck.metrics._api import MetricResult
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
     from sparsecheck.engine._plan import PlannedCheck
 
 RESULTS = "results"
+#: Entries are a SHA-256 line and the result's JSON; older entries (plain JSON) are not looked up.
+ENTRY_FORMAT = 2
 
 
 def _file_stats(path: Path) -> list[tuple[str, int, int]]:
@@ -78,6 +85,7 @@ class ResultCache:
         }
         material = {
             "sparsecheck": __version__,
+            "entry_format": ENTRY_FORMAT,
             "metric": [
                 item.check.metric,
                 metric.__module__,
@@ -98,18 +106,37 @@ class ResultCache:
         return self._identities[rid]
 
     def get(self, key: str) -> MetricResult | None:
+        """The stored result, or None: when there is none, and when the entry fails its
+        checksum or does not read back as a result (then with a warning, and removed)."""
         if not self.enabled:
             return None
+        path = self.folder / f"{key}.json"
         try:
-            data = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
-            return MetricResult.from_dict(data)
-        except (OSError, ValueError, KeyError, TypeError):
+            text = path.read_text(encoding="utf-8")
+        except (OSError, ValueError):
             return None
+        checksum, _, payload = text.partition("\n")
+        try:
+            if hashlib.sha256(payload.encode()).hexdigest() != checksum:
+                raise ValueError("checksum mismatch")
+            result = MetricResult.from_dict(json.loads(payload))
+            if result.value_field not in result.fields:
+                raise ValueError(f"no value field {result.value_field!r}")
+        except Exception as exc:  # whatever a damaged entry makes from_dict raise: recompute
+            click.echo(f"sparsecheck: warning: {path}: damaged cache entry ({exc}); recomputing", err=True)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return result
 
     def put(self, key: str, result: MetricResult) -> None:
+        """Store ``result`` under ``key``: a SHA-256 line, then the result's JSON."""
         if self.enabled:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.folder / f"{key}.json", json.dumps(result.to_dict(), default=_plain))
+            make_cache_dir(self.folder.parent)
+            self.folder.mkdir(exist_ok=True)
+            payload = json.dumps(result.to_dict(), default=_plain)
+            checksum = hashlib.sha256(payload.encode()).hexdigest()
+            write_text_atomic(self.folder / f"{key}.json", f"{checksum}\n{payload}")
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from sparsecheck._atomic import write_text_atomic
+from sparsecheck._cachedir import make_cache_dir
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import Status
 
@@ -68,7 +69,7 @@ def sparsecheck_sessionfinish(session: Session) -> None:
     if not failed and not path.exists():
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_cache_dir(path.parent)
         write_text_atomic(path, json.dumps(failed, indent=1, sort_keys=True) + "\n")
     except OSError as exc:
         click.echo(f"sparsecheck: warning: cannot write {path}: {exc.strerror or exc}", err=True)

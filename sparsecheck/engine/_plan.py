@@ -149,7 +149,7 @@ class Planner:
         return {
             rid: {
                 "source": reader.source,
-                "path": str(reader.path),
+                "path": reader.source if reader.remote else str(reader.path),  # a URL has no local path
                 "format": reader.format,
                 "dtypes": sorted({t.meta.dtype for t in reader.tensors().values()}),
                 "fingerprint": reader.fingerprint(),

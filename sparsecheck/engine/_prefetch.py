@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from sparsecheck.checkpoints._watch import first_changed
 from sparsecheck.engine._passplan import PassPlan, Prepared, _Outcome, prepare_names
 from sparsecheck.errors import SparsecheckError
 
@@ -130,31 +131,36 @@ def _in_order(
     """Keep ``slots`` × :data:`AHEAD_PER_WORKER` tasks submitted; yield their names in order.
     ``broken(exc)`` says why a task's worker died (None: ``exc`` is not such an error)."""
     queue: deque[tuple[list[str], Future[list[_Outcome]]]] = deque()
-    while True:
-        while len(queue) < slots * AHEAD_PER_WORKER:
-            coming = next(pending, None)
-            if coming is None:
-                break
-            queue.append((coming, submit(coming)))
-        if not queue:
-            return
-        task, future = queue.popleft()
-        try:
+    task: list[str] = []
+    try:
+        while True:
+            while len(queue) < slots * AHEAD_PER_WORKER:
+                coming = next(pending, None)
+                if coming is None:
+                    break
+                queue.append((coming, submit(coming)))
+            if not queue:
+                return
+            task, future = queue.popleft()
             outcomes = future.result()
-        except Exception as exc:
-            why = broken(exc)
-            if why is None:
-                raise
-            raise SparsecheckError(
-                f"a worker process died preparing tensor {task[0]!r} ({why}); run again with --workers 1"
-            ) from None
-        for name, outcome in zip(task, outcomes, strict=True):
-            entry = Prepared(*plan.open_group(name, outcome.memo_values()))
-            entry.seconds, entry.errors = outcome.seconds, outcome.errors
-            yield entry
+            for name, outcome in zip(task, outcomes, strict=True):
+                entry = Prepared(*plan.open_group(name, outcome.memo_values()))
+                entry.seconds, entry.errors = outcome.seconds, outcome.errors
+                yield entry
+    except Exception as exc:  # from result(), or from submit() once the pool is broken
+        why = broken(exc)
+        if why is None:
+            raise
+        changed = first_changed()
+        if changed is not None:  # a mapped read of a file that shrank killed the worker
+            raise changed from None
+        where = f" preparing tensor {task[0]!r}" if task else ""
+        raise SparsecheckError(
+            f"a worker process died{where} ({why}); run again with --workers 1"
+        ) from None
 
 
 def _broken(exc: BaseException) -> str | None:
     from concurrent.futures.process import BrokenProcessPool
 
-    return "out of memory?" if isinstance(exc, BrokenProcessPool) else None
+    return "killed, or out of memory?" if isinstance(exc, BrokenProcessPool) else None

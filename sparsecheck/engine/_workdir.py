@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecheck._atomic import write_text_atomic
+from sparsecheck._cachedir import make_cache_dir
 
 WORK = "work"
 RECORD = "step.json"
@@ -68,7 +69,8 @@ class WorkFolder:
     def build(self, step_id: str, key: str) -> Iterator[Path]:
         """A fresh temporary folder to write the output in; on a clean exit it becomes the
         step's folder (replacing a broken one; an equal one finished meanwhile wins)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_cache_dir(self.root.parent)
+        self.root.mkdir(exist_ok=True)
         final = self.folder(step_id, key)
         temporary = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{final.name}."))
         try:

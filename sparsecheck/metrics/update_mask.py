@@ -44,7 +44,12 @@ class UpdateMaskReducer(Reducer):
         if self.writer is None:
             raise UsageError("update_mask: no tensor was compared (include/exclude select nothing)")
         prepare_output_path(self.output, "output")
-        self.writer.close()
+        try:
+            self.writer.close()
+        except OSError as exc:  # a full or read-only file system
+            raise UsageError(
+                f"option -o / output: cannot write {self.output}: {exc.strerror or exc}"
+            ) from None
         return MetricResult(
             metric="update_mask",
             value_field="density",

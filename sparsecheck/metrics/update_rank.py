@@ -4,16 +4,13 @@ For every selected 2-D floating-point tensor (others are counted in ``non_matrix
 numerical rank #{sigma_i > tol} of ΔW as a percentage of min(m, n), stable rank and effective
 rank (METRICS.md, "update_rank"), summarised over matrices, per layer and per module type.
 
-Cost.  One SVD (singular values only) per matrix: numpy's LAPACK on the CPU, no torch
-needed; ``torch.linalg.svdvals`` on CUDA (the ``torch`` extra).  Measured on this project's 2-core CPU
-machine (torch 2.13, float32, otherwise idle): 1.7-1.9 s per 4096 x 4096 matrix, about 11.5 s
-per 4096 x 11008; several times that while other processes share the two cores.  A 7B
-model's 226 matrices thus take 20-30 minutes on such a CPU: use ``max_matrices``/``sample``
-for a quick look, or CUDA.  On CUDA (``device: auto`` picks it when torch is installed and
-sees a GPU) both sides
-travel in their stored dtype, ΔW is formed on the GPU, and same-shape updates are decomposed
-in batches of up to 2 GiB; on the CPU one matrix is decomposed at a time (``batch: true``
-batches there too).
+Cost. One SVD (singular values only) per matrix: numpy's LAPACK on the CPU, no torch needed;
+``torch.linalg.svdvals`` on CUDA (the ``torch`` extra). On a 2-core CPU a 7B model's 226
+matrices take tens of minutes (``benchmarks/bench_rank.py`` measures it): use
+``max_matrices``/``sample`` for a quick look, or CUDA. On CUDA (``device: auto`` picks it when
+torch is installed and sees a GPU) both sides travel in their stored dtype, ΔW is formed on the
+GPU, and same-shape updates are decomposed in batches of up to 2 GiB; on the CPU one matrix is
+decomposed at a time (``batch: true`` batches there too).
 
 Sampling.  The engine streams names in storage order and a reducer cannot know how many
 matrices are coming, so the choice is made per name, deterministically: ``sample: first``

@@ -8,7 +8,7 @@ in the terminal summary and unregisters itself at ``sparsecheck_unconfigure``.
 The path ``-`` writes the report to stdout instead (one report at most); the terminal output
 then goes to stderr, so ``sparsecheck run --json - | jq`` reads clean JSON.  A format that
 appends (:meth:`FileReport.appends`, e.g. ``--md-append``) adds to the file in one write
-instead of replacing it.
+instead of replacing it.  A device or FIFO path is written directly, never replaced.
 """
 
 from __future__ import annotations

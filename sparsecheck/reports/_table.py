@@ -26,6 +26,10 @@ COUNT_NAMES = {
 FAILED = (Status.FAIL, Status.ERROR)
 
 
+#: What a report of an interrupted run (exit 2) says first: its results are partial.
+INTERRUPTED = "interrupted: the run stopped before every check ran (exit status 2); results are partial"
+
+
 def format_value(value: Scalar) -> str:
     """Compact text for a number: ``0.9413``, ``1.2e-05``, ``1,234,567``; None is ``-``."""
     if value is None:

@@ -35,6 +35,7 @@ from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._history_chart import history_section
 from sparsecheck.reports._html_page import badge, esc, page, png_image, table
 from sparsecheck.reports._table import (
+    INTERRUPTED,
     format_duration,
     format_value,
     outcome_message,
@@ -273,7 +274,8 @@ def render_html(
         "<header><h1>sparsecheck report</h1>"
         f'<p class="summary-line">{badge(overall_status(outcomes))} '
         f"{esc(summary_text(outcomes, deselected, duration))}</p>"
-        f'<p class="meta">created {esc(created)} · sparsecheck {esc(__version__)} · '
+        + (f'<p class="summary-line"><strong>{esc(INTERRUPTED)}</strong></p>' if exitstatus == 2 else "")
+        + f'<p class="meta">created {esc(created)} · sparsecheck {esc(__version__)} · '
         f"exit status {exitstatus}</p>"
         '<nav><a href="#results">Results</a><a href="#figures">Figures</a><a href="#checks">Checks</a>'
         '<a href="#checkpoints">Checkpoints</a>'

@@ -18,8 +18,9 @@ from pathlib import PurePosixPath
 from sparsecheck._config import Config, OptionRegistry, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.exitcodes import ExitCode
 from sparsecheck.reports._filereport import FileReport
-from sparsecheck.reports._table import outcome_message, value_text
+from sparsecheck.reports._table import INTERRUPTED, outcome_message, value_text
 
 #: Characters XML 1.0 cannot carry, even escaped (pytest's junitxml does the same).
 _ILLEGAL_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -114,6 +115,10 @@ class JUnitXmlReport(FileReport):
             hostname=platform.node(),
         )
         kinds = [self._testcase(suite, outcome) for outcome in self.outcomes]
+        if exitstatus == ExitCode.INTERRUPTED:  # CI must not read a partial run as green
+            case = _sub(suite, "testcase", classname="sparsecheck", name="interrupted", time="0.000")
+            _sub(case, "error", INTERRUPTED, message=INTERRUPTED)
+            kinds.append("error")
         counts = {
             "tests": str(len(kinds)),
             "failures": str(kinds.count("failure")),

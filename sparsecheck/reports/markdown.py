@@ -18,11 +18,13 @@ from tabulate import tabulate
 from sparsecheck._config import Config, OptionRegistry, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.exitcodes import ExitCode
 from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._table import (
     COLUMN_ALIGN,
     FAILED,
     HEADERS,
+    INTERRUPTED,
     outcome_message,
     outcome_rows,
     overall_status,
@@ -66,10 +68,15 @@ def _section(title: str, outcomes: list[CheckOutcome]) -> list[str]:
     return lines
 
 
-def render_markdown(outcomes: list[CheckOutcome], deselected: int, duration: float) -> str:
-    """The whole document."""
-    status = overall_status(outcomes)
-    lines = [f"## {EMOJI[status]} sparsecheck: {summary_text(outcomes, deselected, duration)}"]
+def render_markdown(
+    outcomes: list[CheckOutcome], deselected: int, duration: float, interrupted: bool = False
+) -> str:
+    """The whole document; an ``interrupted`` run's heading says so, never green."""
+    summary = summary_text(outcomes, deselected, duration)
+    if interrupted:
+        lines = [f"## 🛑 sparsecheck: {INTERRUPTED} ({summary})"]
+    else:
+        lines = [f"## {EMOJI[overall_status(outcomes)]} sparsecheck: {summary}"]
     if outcomes:
         rows = [[table_cell(cell) for cell in row] for row in outcome_rows(outcomes, show_status)]
         lines += [
@@ -102,7 +109,8 @@ class MarkdownReport(FileReport):
 
     def render(self, session: Session, exitstatus: int) -> bytes:
         deselected = len(session.config.deselected)
-        text = render_markdown(self.outcomes, deselected, time.time() - session.started)
+        interrupted = exitstatus == ExitCode.INTERRUPTED
+        text = render_markdown(self.outcomes, deselected, time.time() - session.started, interrupted)
         return (("\n" if self.appends() else "") + text).encode("utf-8")  # appended: a paragraph of its own
 
 

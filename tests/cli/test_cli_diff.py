@@ -151,7 +151,8 @@ def test_diff_with_mask_export_imports_no_torch_transformers_or_matplotlib(
         "import sys\n"
         "from sparsecheck.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'trl') if m in sys.modules]\n"
+        "optional = ('torch', 'transformers', 'matplotlib', 'trl', 'fsspec', 'gguf', 'peft')\n"
+        "heavy = [m for m in optional if m in sys.modules]\n"
         "print('EXIT', code, 'HEAVY', heavy)\n"
     )
     args = [

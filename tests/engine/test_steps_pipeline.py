@@ -296,7 +296,7 @@ def test_steps_write_nothing_outside_the_work_folder(project: Path) -> None:
     session = _run(project, FakeBackendPlugin(), no_cache=True)
     assert _tree(project, skip=cache) == before
     work = cache / "work"
-    assert sorted(p.name for p in cache.iterdir()) == ["work"]
+    assert sorted(p.name for p in cache.iterdir()) == [".gitignore", "CACHEDIR.TAG", "work"]
     # each step's output is one complete folder named by its id and key
     expected = sorted(f"{record.step.id}-{record.key}" for record in session.steps.values())
     assert sorted(p.name for p in work.iterdir()) == expected

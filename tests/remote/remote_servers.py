@@ -61,22 +61,27 @@ def _handler(server: RangeServer) -> type[BaseHTTPRequestHandler]:
             if not file.is_file():
                 self._status_only(404)
                 return
-            data = file.read_bytes()
-            start, end = 0, len(data)
+            stat = file.stat()
+            size = stat.st_size
+            start, end = 0, size
             match = _RANGE.fullmatch(self.headers.get("Range", ""))
             if match:
                 start = int(match.group(1))
-                end = min(int(match.group(2)) + 1 if match.group(2) else len(data), len(data))
+                end = min(int(match.group(2)) + 1 if match.group(2) else size, size)
             self.send_response(206 if match else 200)
             self.send_header("Content-Length", str(end - start))
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest()[:32] + '"')
+            self.send_header(
+                "ETag", '"' + hashlib.sha256(f"{size}-{stat.st_mtime_ns}".encode()).hexdigest()[:32] + '"'
+            )
             if match:
-                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
             self.end_headers()
             if not body:
                 return
-            chunk = data[start:end]
+            with open(file, "rb") as handle:
+                handle.seek(start)
+                chunk = handle.read(end - start)
             if fault == "truncate":
                 chunk = chunk[: len(chunk) // 2]
                 self.close_connection = True

@@ -46,6 +46,7 @@ def test_diff_over_http_equals_local(
     assert remote["checks"][0]["result"]["value"] == pytest.approx(pair.sparsity)
     files = sum(f.stat().st_size for side in (pair.base, pair.tuned) for f in side.iterdir())
     assert files * 0.95 <= http.sent <= files * 1.05  # every tensor read once, nothing twice
+    assert [c["path"] for c in remote["checkpoints"]] == [f"{http.url}/base", f"{http.url}/tuned"]
 
 
 def test_layernorm_check_reads_under_five_percent(
@@ -132,3 +133,16 @@ def test_hashes_over_http_equal_local(
     report.write_text(json.dumps(remote))
     assert main(["verify", str(report), str(pair.tuned)]) == ExitCode.OK
     assert "matches http://127.0.0.1" in capsys.readouterr().out
+
+
+def test_without_fsspec_a_url_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # makes the import fail
+    code = main(["diff", "s3://bucket/base", "s3://bucket/tuned"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.USAGE_ERROR
+    expected = "s3://bucket/base: reading a URL needs fsspec, which is not installed: "
+    assert expected + "pip install 'sparsecheck[remote]'" in out
