@@ -93,7 +93,9 @@ class Config:
         try:
             return self.metrics[name]
         except KeyError:
-            raise UsageError(f"unknown metric {name!r}") from None
+            from sparsecheck.spec._messages import did_you_mean
+
+            raise UsageError(f"unknown metric {name!r}{did_you_mean(name, self.metrics)}") from None
 
     def deselect(self, checks: list[Check]) -> None:
         self.deselected.extend(checks)

@@ -173,3 +173,10 @@ def test_diff_with_mask_export_imports_no_torch_transformers_or_matplotlib(
         timeout=120,
     )
     assert done.stdout.strip().splitlines()[-1] == "EXIT 0 HEAVY []", done.stdout + done.stderr
+
+
+def test_an_unknown_metric_name_gets_did_you_mean(runs: Runs, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_a"], "--metrics", "update_sparsty")
+    assert result.code == ExitCode.USAGE_ERROR
+    expected = "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"
+    assert result.err.strip() == f"sparsecheck: error: {expected}"
