@@ -8,6 +8,7 @@ from typing import Any
 
 from sparsecheck._config import Config
 from sparsecheck.checkpoints._adapter import is_adapter
+from sparsecheck.checkpoints._pairing import COMMAND_LINE
 from sparsecheck.errors import Location, UsageError
 from sparsecheck.spec._args import validate_args
 from sparsecheck.spec._model import Check, CheckpointRef
@@ -44,18 +45,18 @@ def pair_checks(
         needed = {p.name for p in params.values() if p.kind == "checkpoint" and p.required}
         if not needed or not needed <= set(PAIR) or not set(PAIR) <= set(params):
             raise UsageError(f"--metrics: {name!r} does not compare a BASE and a TUNED checkpoint")
-        given = YamlMap(Location("<command line>"))
+        given = YamlMap(Location(COMMAND_LINE))
         for key, value in {"base": "base", "tuned": "tuned", **options}.items():
             if key in params and value is not None:
                 given.put(key, value, Location(f"--{key}"), Location(f"--{key.replace('_', '-')}"))
-        args = validate_args(metric, given, Location("<command line>"), refs, Path.cwd())
+        args = validate_args(metric, given, Location(COMMAND_LINE), refs, Path.cwd())
         checks.append(
             Check(
                 id=name,
                 metric=name,
                 args=args,
-                location=Location("<command line>"),
-                spec_path=Path.cwd() / "<command line>",
+                location=Location(COMMAND_LINE),
+                spec_path=Path.cwd() / COMMAND_LINE,
                 checkpoints=refs,
                 per=per if per in metric.granularities else None,
             )

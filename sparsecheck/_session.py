@@ -47,11 +47,14 @@ def run_session(config: Config, paths: Sequence[Path] = (), checks: Sequence[Che
         prepared = prepare_checks(session, [*selected, *referenced_checks(selected, among=checks)])
         results: dict[str, MetricResult | BaseException] = dict(prepared.errors)
         reported = {check.nodeid for check in selected}
+        exitfirst = bool(config.getoption("exitfirst"))
         for batch in _batches(config, prepared.checks):
             for outcome in _run_batch(session, batch, results, reported):
                 session.outcomes.append(outcome)
                 hook.sparsecheck_check_report(outcome=outcome)
-            if config.getoption("exitfirst") and any(o.status in _FAILING for o in session.outcomes):
+                if exitfirst and outcome.status in _FAILING:
+                    break  # -x: the first failing check is the last one reported
+            if exitfirst and any(o.status in _FAILING for o in session.outcomes):
                 break
         session.exitstatus = exit_status(session.outcomes, bool(config.getoption("strict_warnings")))
     except KeyboardInterrupt:

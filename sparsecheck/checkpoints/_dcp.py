@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
@@ -41,13 +42,10 @@ class DcpReader(CheckpointReader):
 
     def __init__(self, source: str, path: Path) -> None:
         super().__init__(source, path)
-        try:
-            from torch.distributed.checkpoint.filesystem import FileSystemReader
-            from torch.distributed.checkpoint.metadata import MetadataIndex, TensorStorageMetadata
-        except ImportError:
-            raise CheckpointError(
-                f"{path}: reading torch.distributed.checkpoint folders needs torch"
-            ) from None
+        require("torch", f"{path}: reading a torch.distributed.checkpoint folder")
+        from torch.distributed.checkpoint.filesystem import FileSystemReader
+        from torch.distributed.checkpoint.metadata import MetadataIndex, TensorStorageMetadata
+
         self._index = MetadataIndex
         try:
             metadata = FileSystemReader(str(path)).read_metadata()

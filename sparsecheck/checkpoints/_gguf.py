@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._dtypes import STORAGE
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
@@ -92,12 +93,7 @@ class GgufReader(CheckpointReader):
 
     def __init__(self, source: str, path: Path) -> None:
         super().__init__(source, path)
-        try:
-            import gguf
-        except ImportError:
-            raise CheckpointError(
-                f"{path}: reading GGUF needs the gguf package: pip install 'sparsecheck[gguf]'"
-            ) from None
+        gguf = require("gguf", f"{path}: reading a GGUF file")
         self._gguf = gguf
         try:
             self._file = gguf.GGUFReader(path)

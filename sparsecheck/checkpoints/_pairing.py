@@ -51,6 +51,10 @@ class Pairing:
     stored: Mapping[str, Mapping[str, StoredTensor]] = field(default_factory=dict)
 
 
+#: Where the checks of ``diff`` and ``mask`` come from (their location's file name).
+COMMAND_LINE = "<command line>"
+
+
 def pair_tensors(
     readers: Mapping[str, CheckpointReader],
     include: Sequence[str],
@@ -194,7 +198,14 @@ def _mismatch_message(
         plural = "es" if len(names) > 1 else ""
         problems.append(f"{len(names)} shape mismatch{plural}: {_listing([first, *names[1:]])}")
     patterns = list(dict.fromkeys(re.sub(r"(?<=\.)\d+(?=\.)", "*", n) for n in [*missing, *mismatched]))
-    suggestion = json.dumps(patterns[: _SHOWN + 1]) + (" (and more)" if len(patterns) > _SHOWN + 1 else "")
+    more = " (and more)" if len(patterns) > _SHOWN + 1 else ""
+    if COMMAND_LINE in context:  # diff / mask: the options, not the spec syntax
+        options = " ".join(f"--exclude '{p}'" for p in patterns[: _SHOWN + 1])
+        return (
+            f"{context}: {'; '.join(problems)}; leave them out with {options}{more} "
+            "or skip and list them with --on-mismatch skip"
+        )
+    suggestion = json.dumps(patterns[: _SHOWN + 1]) + more
     return (
         f"{context}: {'; '.join(problems)}; leave them out with exclude: {suggestion} "
         "or skip and list them with on_mismatch: skip"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sparsecheck._dtypes import STORAGE
+from sparsecheck._extras import require
 from sparsecheck._markers import hookimpl
 from sparsecheck.checkpoints._fingerprint import sampled_ranges
 from sparsecheck.checkpoints._formats import SAFETENSORS_FILE, SAFETENSORS_INDEX
@@ -58,12 +59,7 @@ def redact(text: str) -> str:
 def open_url(source: str) -> RemoteReader:
     """Open the checkpoint at the fsspec URL ``source``."""
     shown = redact(source)
-    try:
-        import fsspec
-    except ImportError:
-        raise CheckpointError(
-            f"{shown}: reading URLs needs fsspec: pip install 'sparsecheck[remote]'"
-        ) from None
+    fsspec = require("fsspec", f"{shown}: reading a URL")
     try:
         fs, root = fsspec.core.url_to_fs(source)
     except (ImportError, ValueError) as exc:  # an unknown scheme, or its filesystem not installed

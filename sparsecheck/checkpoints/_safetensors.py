@@ -27,6 +27,7 @@ from sparsecheck._json import JsonError, loads_strict, show
 from sparsecheck.checkpoints import _watch
 from sparsecheck.checkpoints._fingerprint import sampled_fingerprint
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor, TensorMeta
+from sparsecheck.checkpoints._tying import tied_copies
 from sparsecheck.errors import CheckpointError
 
 #: Safetensors dtype codes → canonical dtype names: every dtype safetensors 0.8 reads.
@@ -191,6 +192,10 @@ class SafetensorsReader(CheckpointReader):
         except BaseException:
             self.close()
             raise
+        #: A tied output embedding stored as its own copy (config ``tie_word_embeddings``).
+        self._aliases = tied_copies(path if path.is_dir() else path.parent, self._tensors)
+        for alias in self._aliases:
+            del self._tensors[alias]
 
     def _add(self, shard: SafetensorsFile) -> None:
         self._files.append(shard)
@@ -205,10 +210,15 @@ class SafetensorsReader(CheckpointReader):
     def tensors(self) -> Mapping[str, StoredTensor]:
         return self._tensors
 
+    def aliases(self) -> Mapping[str, str]:
+        return self._aliases
+
     def read(self, name: str) -> np.ndarray:
+        name = self._aliases.get(name, name)
         return self._owner[name].array(name)
 
     def release(self, name: str) -> None:
+        name = self._aliases.get(name, name)
         self._owner[name].release(name)
 
     def fingerprint(self) -> str:

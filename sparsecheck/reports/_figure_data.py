@@ -56,6 +56,8 @@ class Curve:
     label: str
     x: list[float]
     y: list[float]
+    #: Curves of different groups (a training step's algorithm) are not drawn on one axis.
+    group: str = ""
 
 
 def number(value: Scalar) -> float:
@@ -158,11 +160,13 @@ def layerwise_panels(
     return [(item, lines) for item, lines in panels if lines]
 
 
-def _series_curve(label: str, result: MetricResult, x_key: str, y_key: str) -> Curve | None:
+def _series_curve(
+    label: str, result: MetricResult, x_key: str, y_key: str, group: str = ""
+) -> Curve | None:
     x, y = result.series.get(x_key), result.series.get(y_key)
     if not x or not y or len(x) != len(y):
         return None
-    return Curve(label, [number(v) for v in x], [number(v) for v in y])
+    return Curve(label, [number(v) for v in x], [number(v) for v in y], group)
 
 
 def transient_curves(outcomes: Sequence[CheckOutcome]) -> dict[str, list[Curve]]:
@@ -177,7 +181,9 @@ def transient_curves(outcomes: Sequence[CheckOutcome]) -> dict[str, list[Curve]]
 
 
 def loss_curves(outcomes: Sequence[CheckOutcome]) -> list[Curve]:
-    """Step vs each ``loss`` / ``loss_<name>`` series of any result (one curve per series)."""
+    """Step vs each ``loss`` / ``loss_<name>`` series of any result (one curve per series),
+    grouped by the ``algorithm`` argument (training steps: losses of different algorithms are
+    on different scales)."""
     curves = []
     for outcome in outcomes:
         result = outcome.result
@@ -186,7 +192,8 @@ def loss_curves(outcomes: Sequence[CheckOutcome]) -> list[Curve]:
         for key in result.series:
             if key == LOSS_PREFIX or key.startswith(f"{LOSS_PREFIX}_"):
                 label = outcome.check.id if key == LOSS_PREFIX else f"{outcome.check.id}: {key}"
-                curve = _series_curve(label, result, "step", key)
+                group = str(outcome.check.args.get("algorithm", ""))
+                curve = _series_curve(label, result, "step", key, group)
                 if curve is not None:
                     curves.append(curve)
     return curves

@@ -162,6 +162,8 @@ def layerwise_sparsity(outcomes: Sequence[CheckOutcome]) -> bytes | None:
     rows = math.ceil(len(panels) / columns)
     figure = _figure(height=0.6 + 3.0 * rows)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    # one y range for every panel: a ±0.004 axis beside a 0–1 one would mislead
+    every = [p[1] for _, lines in panels for points in lines.values() for p in points]
     for ax, (item, lines) in zip(axes, panels, strict=False):
         for module, points in lines.items():
             ax.plot(
@@ -176,7 +178,7 @@ def layerwise_sparsity(outcomes: Sequence[CheckOutcome]) -> bytes | None:
         ax.set_xlabel("layer")
         ax.set_ylabel("sparsity (unchanged fraction)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        _at_least_visible_span(ax, [p[1] for points in lines.values() for p in points])
+        _at_least_visible_span(ax, every)
         _style(ax)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
@@ -213,22 +215,37 @@ def transient_share(outcomes: Sequence[CheckOutcome]) -> bytes | None:
         _curves(ax, found)
         ax.set_title(titles[key], fontsize=10)
         ax.set_xlabel("step")
+        ax.set_xticks(sorted({x for curve in found for x in curve.x}))  # the checkpoints' steps
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
     return _png(figure)
 
 
 def loss(outcomes: Sequence[CheckOutcome]) -> bytes | None:
-    """Seed Fig. 4: loss per step of every result carrying ``step`` and ``loss`` series."""
+    """Seed Fig. 4: loss per step of every result carrying ``step`` and ``loss`` series, one
+    panel per algorithm (a loss of GRPO is not on DPO's scale)."""
     curves = loss_curves(outcomes)
     if not curves:
         return None
-    figure = _figure(height=3.8)
-    ax = figure.add_subplot()
-    _curves(ax, curves, marker="")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    groups: dict[str, list[Curve]] = {}
+    for curve in curves:
+        groups.setdefault(curve.group, []).append(curve)
+    columns = min(len(groups), 3)
+    rows = math.ceil(len(groups) / columns)
+    figure = _figure(height=0.4 + 3.4 * rows)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (group, found) in zip(axes, groups.items(), strict=False):
+        _curves(ax, found, marker="")
+        if group:
+            ax.set_title(group, fontsize=10)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+    for ax in axes[len(groups) :]:
+        ax.set_visible(False)
     return _png(figure)
 
 

@@ -82,10 +82,14 @@ def value_text(outcome: CheckOutcome) -> str:
 
 
 def outcome_message(outcome: CheckOutcome) -> str:
-    """The outcome's message, or what was expected and what came when it has none."""
+    """The outcome's message; without one, what was expected and what came for a failure, and
+    that the expectation holds (never "expected …, got …") otherwise."""
     if outcome.message:
         return outcome.message
-    return f"expected {outcome.expectation}, got {format_value(outcome.value)}"
+    value = format_value(outcome.value)
+    if outcome.status in FAILED:
+        return f"expected {outcome.expectation}, got {value}"
+    return f"{outcome.expectation} holds (value {value})" if outcome.expectation else f"value {value}"
 
 
 def outcome_rows(outcomes: Sequence[CheckOutcome], show_status: Callable[[Status], str]) -> list[list[str]]:

@@ -93,12 +93,24 @@ def _time(outcome: CheckOutcome) -> str:
     return "cached" if outcome.cached else format_duration(outcome.duration, 2)
 
 
+def check_labels(outcomes: Sequence[CheckOutcome]) -> list[str]:
+    """Each check's id, with its spec file's name where another file has a check of that id."""
+    files: dict[str, set[pathlib.Path]] = {}
+    for o in outcomes:
+        files.setdefault(o.check.id, set()).add(o.check.spec_path)
+    return [
+        f"{o.check.id} ({o.check.spec_path.name})" if len(files[o.check.id]) > 1 else o.check.id
+        for o in outcomes
+    ]
+
+
 def results_section(outcomes: Sequence[CheckOutcome]) -> str:
     if not outcomes:
         return '<h2 id="results">Results</h2><p class="note">No checks ran.</p>'
+    labels = check_labels(outcomes)
     rows = [
         [
-            f'<a href="#{_anchor(i)}">{esc(o.check.id)}</a>',
+            f'<a href="#{_anchor(i)}">{esc(labels[i])}</a>',
             esc(o.check.metric),
             esc(value_text(o)),
             f"<code>{esc(o.expectation)}</code>" if o.expectation else "",
@@ -183,7 +195,7 @@ def _result_parts(result: MetricResult) -> list[str]:
     return parts
 
 
-def check_section(index: int, outcome: CheckOutcome) -> str:
+def check_section(index: int, outcome: CheckOutcome, label: str) -> str:
     check = outcome.check
     facts = [
         ("metric", esc(check.metric)),
@@ -203,7 +215,7 @@ def check_section(index: int, outcome: CheckOutcome) -> str:
     opened = " open" if outcome.status in (Status.FAIL, Status.ERROR) else ""
     return (
         f'<details class="check" id="{_anchor(index)}"{opened}><summary>{badge(outcome.status)} '
-        f'<h3>{esc(check.id)}</h3><span class="value">{esc(check.metric)} = '
+        f'<h3>{esc(label)}</h3><span class="value">{esc(check.metric)} = '
         f"{esc(value_text(outcome))}</span></summary>{''.join(parts)}</details>"
     )
 
@@ -239,7 +251,8 @@ def training_outcomes(steps: Mapping[str, StepRecord]) -> list[CheckOutcome]:
             continue  # a step shared by several spec files (same work key) is drawn once
         seen.add(record.key)
         step = record.step
-        check = Check(step.id, "training_log", {}, step.location, step.spec_path, {})
+        args = {"algorithm": step.settings.get("algorithm", "")}
+        check = Check(step.id, "training_log", args, step.location, step.spec_path, {})
         result = MetricResult("training_log", "loss", {}, "the training step's log", series=dict(series))
         outcomes.append(CheckOutcome(check, Status.PASS, result=result))
     return outcomes
@@ -269,7 +282,8 @@ def render_html(
         + ('<a href="#history">History</a>' if history else "")
         + "</nav></header>"
     )
-    checks = "".join(check_section(i, o) for i, o in enumerate(outcomes))
+    labels = check_labels(outcomes)
+    checks = "".join(check_section(i, o, labels[i]) for i, o in enumerate(outcomes))
     body = [
         header,
         results_section(outcomes),

@@ -128,8 +128,15 @@ class TerminalReporter:
 
     @hookimpl(wrapper=True)
     def sparsecheck_terminal_summary(self, session: Session, write: Write) -> Generator[None, object, object]:
-        """The table, breakdowns and failures; other plugins' lines; then the summary line."""
+        """The table, breakdowns and failures; other plugins' lines; then the summary line.
+        When every check stopped at bad input (exit code 4: nothing was measured), only each
+        distinct error, one line each, on stderr."""
         _progress.erase()
+        judged = [o for o in self.outcomes if o.status is not Status.SKIP]
+        if judged and all(o.status is Status.ERROR and o.error_kind == "usage" for o in judged):
+            for message in dict.fromkeys(o.message for o in judged):
+                click.echo(f"sparsecheck: error: {message}", err=True)
+            return (yield)
         lines: list[str] = []
         if self.verbosity >= 0 and self.outcomes and not self.first_look:
             rows = outcome_rows(self.outcomes, styled_status)

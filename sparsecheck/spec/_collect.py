@@ -7,16 +7,21 @@ is loaded, its folder's local plugin file (``sparsecheck_plugin.py``) is registe
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+import click
 
 from sparsecheck._config import Config
 from sparsecheck._manager import LOCAL_PLUGIN_FILE, load_local_plugin
 from sparsecheck._markers import hookimpl
 from sparsecheck.errors import UsageError
 from sparsecheck.spec._loader import load_spec
+from sparsecheck.spec._messages import did_you_mean
 from sparsecheck.spec._model import Check, SpecFile
 from sparsecheck.spec._naming import SPEC_GLOBS
 
@@ -24,6 +29,8 @@ from sparsecheck.spec._naming import SPEC_GLOBS
 #: Suffixes the built-in collector reads when a file is named explicitly.
 SPEC_SUFFIXES = (".yaml", ".yml")
 _SKIPPED_FOLDERS = frozenset({".venv", "node_modules", "__pycache__"})
+#: A variable reference in a spec file's text.
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @hookimpl(trylast=True)
@@ -48,7 +55,23 @@ def collect(config: Config, paths: Sequence[Path]) -> list[Check]:
             if file.resolve() not in seen:
                 seen.add(file.resolve())
                 checks.extend(_collect_file(config, _shown(file, config.invocation_dir), explicit))
+    _warn_unused_vars(config.getoption("vars") or {}, seen)
     return checks
+
+
+def _warn_unused_vars(given: Mapping[str, object], files: Iterable[Path]) -> None:
+    """Warn about each ``--var NAME`` that no collected spec file uses as ``${NAME}`` (a typo
+    would otherwise change nothing, silently), naming the closest name used."""
+    if not given:
+        return
+    used: set[str] = set()
+    for file in files:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            used.update(_REFERENCE.findall(file.read_text(encoding="utf-8")))
+    for name in given:
+        if name not in used:
+            hint = did_you_mean(name, used)
+            click.echo(f"sparsecheck: warning: --var {name}: no spec file uses ${{{name}}}{hint}", err=True)
 
 
 def _shown(file: Path, invocation_dir: Path) -> Path:

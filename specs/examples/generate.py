@@ -21,6 +21,7 @@ when it is not this folder.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import sys
@@ -142,7 +143,8 @@ def write_checkpoint(folder: Path, state: State, shards: int = 1) -> None:
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def main(folder: Path) -> None:
+def main(out: Path) -> None:
+    """Write the example checkpoints under ``out`` (seeded: the same bytes on every run)."""
     rng = np.random.default_rng(0)
     base = tiny_llama(rng)
     sft = moved(base, random_masks(base, dict.fromkeys(base, 0.92), rng), 0.1)
@@ -155,15 +157,15 @@ def main(folder: Path) -> None:
     checkpoints = {"base": base, "rl-a": rl_a, "rl-b": rl_b, "rl-a-sub": sub}
     checkpoints |= {"rl-a-run/checkpoint-10": early, "rl-a-run/checkpoint-20": halfway}
     checkpoints |= {"rl-a-run/checkpoint-30": rl_a}
-    out = folder / "checkpoints"
     write_checkpoint(out / "sft", sft, shards=2)
     for name, state in checkpoints.items():
         write_checkpoint(out / name, state)
-    if folder.resolve() != HERE:
-        for spec in sorted(HERE.glob("*.sparsecheck.yaml")):
-            shutil.copyfile(spec, folder / spec.name)
-    print(f"wrote sft, {', '.join(checkpoints)} under {out}")
+    print(f"wrote sft, {', '.join(checkpoints)} under {os.path.relpath(out)}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE
+    main(folder / "checkpoints")
+    if folder.resolve() != HERE:
+        for spec in sorted(HERE.glob("*.sparsecheck.yaml")):
+            shutil.copyfile(spec, folder / spec.name)

@@ -201,7 +201,10 @@ def test_console_shows_no_traceback_for_user_errors(runs: Runs, tmp_path: Path) 
     process = _console("diff", runs.base, broken, cwd=tmp_path)
     assert process.returncode == ExitCode.USAGE_ERROR
     assert "Traceback" not in process.stdout + process.stderr
-    assert f"{folder / 'model.safetensors'}: corrupt safetensors file" in process.stdout
+    assert process.stdout == ""
+    [line] = process.stderr.strip().splitlines()
+    assert line.startswith("sparsecheck: error: ")
+    assert f"{folder / 'model.safetensors'}: corrupt safetensors file" in line
 
 
 def test_an_unwritable_cache_folder_is_only_a_warning(
@@ -218,3 +221,22 @@ def test_an_unwritable_cache_folder_is_only_a_warning(
     warnings = result.err.strip().splitlines()
     assert len(warnings) == 2 and all(w.startswith("sparsecheck: warning: cannot write ") for w in warnings)
     assert all(str(cache) in w for w in warnings)
+
+
+def test_a_missing_checkpoint_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing was measured (exit 4): no table and no failures block, each distinct error once."""
+    spec = write_spec(
+        tmp_path,
+        """\
+        version: 1
+        checkpoints: {base: ./missing-base, tuned: ./missing-tuned}
+        checks:
+          - {id: a, metric: update_sparsity, args: {base: base, tuned: tuned}}
+          - {id: b, metric: layernorm_sparsity, args: {base: base, tuned: tuned}}
+        """,
+    )
+    result = run_cli(capsys, "run", spec)
+    assert result.code == ExitCode.USAGE_ERROR
+    assert result.out == ""
+    [line] = result.err.strip().splitlines()
+    assert line.startswith("sparsecheck: error: ") and "missing-base" in line

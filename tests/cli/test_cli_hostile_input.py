@@ -48,7 +48,7 @@ def _safetensors(path: Path, header: bytes, data: bytes = b"") -> Path:
 def _diff(capsys: pytest.CaptureFixture[str], base: Path, tuned: Path) -> tuple[int, str]:
     result = run_cli(capsys, "diff", base, tuned)
     assert "Traceback" not in result.out + result.err
-    return result.code, result.out
+    return result.code, result.out + result.err  # exit 4 with nothing measured: the error on stderr
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_a_weights_file_that_is_a_fifo_is_refused_not_waited_on(
     os.mkfifo(folder / name)
     process = _console("diff", runs.base, folder, cwd=tmp_path, timeout=60)
     assert process.returncode == ExitCode.USAGE_ERROR
-    assert "not a regular file" in _checkpoint_error(process.stdout, folder / name)
+    assert "not a regular file" in _checkpoint_error(process.stdout + process.stderr, folder / name)
 
 
 def test_a_bin_of_parameters_is_a_plain_state_dict(
@@ -188,7 +188,7 @@ def _unreadable_checkpoint_case(runs: Runs, root: Path, prefix: list[str], what:
     )
     locked.chmod(0o755)
     assert process.returncode == ExitCode.USAGE_ERROR, process.stdout + process.stderr
-    line = _checkpoint_error(process.stdout, locked)  # the path itself or the file in it
+    line = _checkpoint_error(process.stdout + process.stderr, locked)  # the path itself or the file in it
     assert "cannot read: Permission denied" in line
 
 

@@ -44,3 +44,17 @@ def test_malformed_var(runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture
     result = run_cli(capsys, "run", _spec(runs, tmp_path), "--var", "no-equals-sign")
     assert result.code == ExitCode.USAGE_ERROR
     assert "NAME=VALUE" in result.err
+
+
+def test_a_var_no_spec_uses_is_a_warning_naming_the_close_match(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _spec(runs, tmp_path)
+    root = f"--var=root={runs.base.parent}"
+    result = run_cli(capsys, "run", spec, root, "--var", "tol=1e-5", "--var", "treshold=0.01")
+    assert result.code == ExitCode.OK  # the typo changed nothing: threshold is still 2.0
+    assert result.err.strip().splitlines() == [
+        "sparsecheck: warning: --var treshold: no spec file uses ${treshold} (did you mean 'threshold'?)"
+    ]
+    used = run_cli(capsys, "run", spec, root, "--var", "tol=1e-5")
+    assert "warning" not in used.err

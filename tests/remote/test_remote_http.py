@@ -133,3 +133,16 @@ def test_hashes_over_http_equal_local(
     report.write_text(json.dumps(remote))
     assert main(["verify", str(report), str(pair.tuned)]) == ExitCode.OK
     assert "matches http://127.0.0.1" in capsys.readouterr().out
+
+
+def test_without_fsspec_a_url_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # makes the import fail
+    code = main(["diff", "s3://bucket/base", "s3://bucket/tuned"])
+    out = capsys.readouterr().out
+    assert code == ExitCode.USAGE_ERROR
+    expected = "s3://bucket/base: reading a URL needs fsspec, which is not installed: "
+    assert expected + "pip install 'sparsecheck[remote]'" in out

@@ -462,3 +462,32 @@ def test_matplotlib_is_imported_only_for_the_html_report(planted: Planted, tmp_p
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_training_losses_are_grouped_by_algorithm() -> None:
+    """GRPO's loss (often 0) is not drawn on DPO's axis: each algorithm gets its panel."""
+    outcomes = []
+    for step_id, algorithm, losses in (("dpo", "dpo", [0.69, 0.6]), ("grpo", "grpo", [0.0, 0.0])):
+        check = Check(
+            step_id, "training_log", {"algorithm": algorithm}, Location("s.yaml", 1, 1), Path("s"), {}
+        )
+        result = MetricResult("training_log", "loss", {}, "log", series={"step": [1, 2], "loss": losses})
+        outcomes.append(CheckOutcome(check, Status.PASS, result=result))
+    curves = _figure_data.loss_curves(outcomes)
+    assert [(c.label, c.group, c.y) for c in curves] == [
+        ("dpo", "dpo", [0.69, 0.6]),
+        ("grpo", "grpo", [0.0, 0.0]),
+    ]
+
+
+def test_checks_of_the_same_id_in_two_files_are_told_apart_and_a_pass_reads_as_one() -> None:
+    result = MetricResult("update_sparsity", "sparsity", {"sparsity": 0.9}, "d")
+    outcomes = []
+    for name in ("a.sparsecheck.yaml", "b.sparsecheck.yaml", "b.sparsecheck.yaml"):
+        check_id = "only-here" if len(outcomes) == 2 else "same"
+        check = Check(check_id, "update_sparsity", {}, Location(name, 1, 1), Path(name), {})
+        outcomes.append(CheckOutcome(check, Status.PASS, result=result, value=0.9, expectation="value > 0.7"))
+    labels = ["same (a.sparsecheck.yaml)", "same (b.sparsecheck.yaml)", "only-here"]
+    assert html.check_labels(outcomes) == labels
+    page = html.check_section(0, outcomes[0], "same (a.sparsecheck.yaml)")
+    assert "value &gt; 0.7 holds (value 0.9)" in page and "expected" not in page
