@@ -156,3 +156,17 @@ checks:
     session = run_spec(spec, options={"no_cache": True})
     (outcome,) = session.outcomes
     assert outcome.status.name == "PASS", outcome.message
+
+
+@pytest.mark.parametrize(
+    ("given", "episodes", "epochs"),
+    [({"steps": 3, "batch_size": 2}, 6, 1), ({"max_steps": 2, "num_ppo_epochs": 4}, 16, 4), ({}, None, 1)],
+)
+def test_ppo_steps_are_policy_updates_of_one_epoch(
+    given: dict[str, int], episodes: int | None, epochs: int
+) -> None:
+    from sparsecheck_trl._ppo import ppo_hyperparameters
+
+    settings = ppo_hyperparameters(given)
+    assert settings.get("total_episodes") == episodes
+    assert settings["num_ppo_epochs"] == epochs

@@ -43,6 +43,7 @@ def ppo_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     run of N steps makes N policy updates of one batch each (one PPO epoch, one mini-batch by
     default)."""
     settings = dict(hyperparameters)
+    settings.setdefault("num_ppo_epochs", 1)  # TRL's default is 4 optimizer steps per update
     given = [key for key in _STEPS if key in settings]
     if not given:
         return settings
