@@ -196,7 +196,7 @@ def test_mask_output_on_a_full_device_is_exit_4_naming_it(
     full = _full_device(tmp_path)
     result = run_cli(capsys, "mask", runs.base, runs.tuned["rl_a"], "-o", full)
     assert result.code == ExitCode.USAGE_ERROR
-    assert f"option -o / output: cannot write {full}: No space left on device" in result.out
+    assert f"option -o / output: cannot write {full}: No space left on device" in _one_line(result.err)
     assert "OSError" not in result.out + result.err and full.is_char_device()
 
 
@@ -217,7 +217,7 @@ def test_outputs_on_a_read_only_file_system_are_exit_4_naming_the_path(
     target = tmp_path / "out" / "file"
     if command == "mask":
         result = run_cli(capsys, "mask", runs.base, runs.tuned["rl_a"], "-o", target)
-        text = result.out
+        text = _one_line(result.err)
         assert f"option -o / output: cannot write {target}: Read-only file system" in text
     else:
         result = run_cli(capsys, "diff", runs.base, runs.tuned["rl_a"], "--json", target)

@@ -155,7 +155,7 @@ def test_unsupported_adapters_are_refused(
         (models["adapter"] / "adapter_model.safetensors").read_bytes()
     )
     code = main(["diff", str(models["base"]), str(adapter)])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == ExitCode.USAGE_ERROR
     assert message in out and "adapter_config.json" in out
 
@@ -166,7 +166,7 @@ def test_an_adapter_for_another_model_names_the_tensors(
     # Llama without grouped-query attention: v_proj is 32 x 32, the adapter's update 16 x 32.
     other = write_checkpoint(tmp_path / "other", tiny_llama_state_dict(layers=2, hidden=32, intermediate=64))
     code = main(["diff", str(other), str(models["adapter"])])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == ExitCode.USAGE_ERROR
     assert "do not make a (32, 32) update of 'model.layers.0.self_attn.v_proj.weight'" in out
 

@@ -101,6 +101,6 @@ def test_a_corrupt_metadata_file_is_one_line(
     broken.mkdir()
     (broken / ".metadata").write_bytes(b"not a pickle")
     code = main(["diff", str(checkpoints["base_hf"]), str(broken)])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == ExitCode.USAGE_ERROR
     assert f"{broken / '.metadata'}: not readable torch.distributed.checkpoint metadata" in out

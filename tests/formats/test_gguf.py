@@ -147,7 +147,7 @@ def test_a_broken_gguf_is_one_line(
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(tiny["gguf"].read_bytes()[:200])
     code = main(["diff", str(tiny["gguf"]), str(broken)])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == ExitCode.USAGE_ERROR
     assert f"{broken}: not a readable GGUF file" in out
 

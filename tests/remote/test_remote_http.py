@@ -78,7 +78,7 @@ def test_a_failing_server_is_one_line_and_exit_4(
     code = main(["diff", f"{http.url}/base", f"{http.url}/tuned"])
     captured = capsys.readouterr()
     assert code == ExitCode.USAGE_ERROR
-    [line] = [line for line in captured.out.splitlines() if f"/tuned/{shard}" in line]
+    [line] = [line for line in captured.err.splitlines() if f"/tuned/{shard}" in line]
     assert shown in line
     assert "Traceback" not in captured.err
 
@@ -92,7 +92,7 @@ def test_no_server_is_one_line_and_exit_4(capsys: pytest.CaptureFixture[str]) ->
     code = main(["diff", f"http://127.0.0.1:{port}/base", f"http://127.0.0.1:{port}/tuned"])
     captured = capsys.readouterr()
     assert code == ExitCode.USAGE_ERROR
-    [line] = [line for line in captured.out.splitlines() if f"127.0.0.1:{port}/base" in line]
+    [line] = [line for line in captured.err.splitlines() if f"127.0.0.1:{port}/base" in line]
     assert "cannot read" in line and "Traceback" not in captured.err
 
 
@@ -107,7 +107,7 @@ def test_credentials_in_a_url_are_never_shown(
     main(["diff", f"{with_password}/base", f"{with_password}/tuned"])
     captured = capsys.readouterr()
     assert "s3cret" not in captured.out + captured.err + report.read_text()
-    assert "access denied" in captured.out
+    assert "access denied" in captured.err
 
 
 def test_fingerprint_from_etags(http: RangeServer, pair: PlantedPair, tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_without_fsspec_a_url_says_which_extra(
 
     monkeypatch.setitem(sys.modules, "fsspec", None)  # makes the import fail
     code = main(["diff", "s3://bucket/base", "s3://bucket/tuned"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == ExitCode.USAGE_ERROR
     expected = "s3://bucket/base: reading a URL needs fsspec, which is not installed: "
     assert expected + "pip install 'sparsecheck[remote]'" in out

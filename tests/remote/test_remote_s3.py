@@ -55,7 +55,7 @@ def test_missing_object_and_bucket_are_one_line_exit_4(
         ("s3://no-such-bucket/x", "no-such-bucket"),
     ):
         code = main(["diff", base, f"{s3_bucket}/tuned"])
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         assert code == ExitCode.USAGE_ERROR
         [line] = [line for line in out.splitlines() if culprit in line]
         assert "BASE" in line
