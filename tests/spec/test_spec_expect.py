@@ -89,7 +89,7 @@ def test_warn_only_when_expect_holds(tmp_path: Path) -> None:
     assert evaluate(check, result({"sparsity": 0.9})).status is Status.PASS
     warned = evaluate(check, result({"sparsity": 0.75}))
     assert warned.status is Status.WARN
-    assert warned.message == f"warning: value 0.75 is not > 0.8 ({line_of(tmp_path, tail, '{gt: 0.8}')})"
+    assert warned.message == f"value 0.75 is not > 0.8 ({line_of(tmp_path, tail, '{gt: 0.8}')})"
     assert evaluate(check, result({"sparsity": 0.6})).status is Status.FAIL
 
 
@@ -181,7 +181,7 @@ def test_per_group_warn(tmp_path: Path) -> None:
     outcome = evaluate(make_check(tmp_path, tail), result({"sparsity": 0.7}, layer_result(LAYERS)))
     assert outcome.status is Status.WARN
     assert outcome.value == 1.0
-    assert outcome.message.startswith("warning: 7/10 layer groups pass (need 80%)")
+    assert outcome.message.startswith("7/10 layer groups pass the warn thresholds (need 80%)")
 
 
 def test_per_group_fields_against_fields(tmp_path: Path) -> None:
