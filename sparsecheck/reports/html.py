@@ -213,7 +213,7 @@ def check_section(index: int, outcome: CheckOutcome, label: str) -> str:
     opened = " open" if outcome.status in (Status.FAIL, Status.ERROR) else ""
     return (
         f'<details class="check" id="{_anchor(index)}"{opened}><summary>{badge(outcome.status)} '
-        f'<h3>{esc(label)}</h3><span class="value">{esc(check.metric)} = '
+        f'<h3>{esc(label)}</h3><span class="value">{esc(check.metric)}: '
         f"{esc(value_text(outcome))}</span></summary>{''.join(parts)}</details>"
     )
 

@@ -25,7 +25,14 @@ from sparsecheck.cli import main
 from sparsecheck.engine._outcome import Status
 from sparsecheck.engine._plan import add_readers
 from sparsecheck.exitcodes import ExitCode
-from sparsecheck.reports._table import format_value, plural, value_label
+from sparsecheck.reports._table import (
+    expectation_text,
+    format_value,
+    outcome_message,
+    plural,
+    value_label,
+    value_text,
+)
 from sparsecheck.reports.html import render_html
 from sparsecheck.testing import plant_changes, tiny_llama_state_dict, write_checkpoint
 
@@ -359,3 +366,18 @@ def test_value_labels_of_planted_outcomes() -> None:
     field.value_name = "o1"
     assert value_label(field) == "o1=0.4999"
     assert value_label(make_outcome("v", Status.PASS, 0.94134)) == format_value(0.94134) == "0.9413"
+
+
+def test_under_per_a_baseline_is_compared_as_a_share_of_groups() -> None:
+    outcome = make_outcome("p", Status.FAIL, 0.8)
+    outcome.check = replace(outcome.check, per="module")
+    outcome.groups_passed = (4, 5)
+    outcome.baseline = 1.0
+    assert value_text(outcome) == "4/5 modules = 0.8 (baseline 1, -0.2)"
+
+
+def test_a_pass_names_the_warn_thresholds_that_hold() -> None:
+    outcome = make_outcome("w", Status.PASS, 0.9)
+    outcome.warn_expectation = "value > 0.8"
+    assert outcome_message(outcome) == "value > 0.7 holds; warn: value > 0.8 holds (value 0.9)"
+    assert expectation_text(outcome) == "value > 0.7; warn: value > 0.8"
