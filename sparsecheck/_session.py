@@ -118,18 +118,26 @@ def _run_batch(
             continue
         if check.skip is not None:
             outcomes.append(CheckOutcome(check, Status.SKIP, message=check.skip))
-            continue
-        result = results[check.nodeid]
-        if isinstance(result, BaseException):
-            outcome = error_outcome(check, result)
         else:
-            outcome = hook.sparsecheck_evaluate(
-                check=check, result=result, results=results, baseline=session_baseline(session.config)
-            )
-        outcome.duration = session.durations.get(check.nodeid, 0.0)
-        outcome.cached = check.nodeid in session.cached
-        outcomes.append(outcome)
+            outcomes.append(judge(session, check, results))
     return outcomes
+
+
+def judge(
+    session: Session, check: Check, results: Mapping[str, MetricResult | BaseException]
+) -> CheckOutcome:
+    """The outcome of ``check`` from its computed result (an error, or judged by the
+    ``sparsecheck_evaluate`` hook), with its duration and whether it came from the cache."""
+    result = results[check.nodeid]
+    if isinstance(result, BaseException):
+        outcome = error_outcome(check, result)
+    else:
+        outcome = session.config.hook.sparsecheck_evaluate(
+            check=check, result=result, results=results, baseline=session_baseline(session.config)
+        )
+    outcome.duration = session.durations.get(check.nodeid, 0.0)
+    outcome.cached = check.nodeid in session.cached
+    return outcome
 
 
 def error_outcome(check: Check, error: BaseException) -> CheckOutcome:

@@ -63,17 +63,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERNAL_ERROR
 
 
-#: The commands that take defaults from pyproject.toml's [tool.sparsecheck] and SPARSECHECK_* variables.
-CONFIGURED_COMMANDS = ("run", "diff")
+#: The commands that take defaults from pyproject.toml's [tool.sparsecheck] and SPARSECHECK_* variables,
+#: and which of their parameters do (None: all).
+CONFIGURED_COMMANDS: dict[str, tuple[str, ...] | None] = {
+    "run": None,
+    "diff": None,
+    "validate": ("paths", "check_paths"),
+}
 
 
 def _configured_defaults(group: click.Group, args: Sequence[str]) -> dict[str, dict[str, Any]] | None:
-    """The ``default_map`` of a ``run`` or ``diff`` invocation (None for other commands)."""
+    """The ``default_map`` of a ``run``, ``diff`` or ``validate`` invocation (None for other commands)."""
     if not args or args[0] not in CONFIGURED_COMMANDS:
         return None
     from sparsecheck._defaults import default_map
 
-    return default_map({name: group.commands[name] for name in CONFIGURED_COMMANDS}, Path.cwd())
+    commands = {}
+    for name, configured in CONFIGURED_COMMANDS.items():
+        command = group.commands[name]
+        if configured is not None:
+            command = click.Command(name, params=[p for p in command.params if p.name in configured])
+        commands[name] = command
+    return default_map(commands, Path.cwd())
 
 
 def _prescan_plugins(args: Sequence[str]) -> list[str]:
@@ -243,7 +254,8 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
     @click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first failing check.")
     def run(paths: tuple[Path, ...], **options: Any) -> int:
-        """Run the checks of spec files or folders (default: the specs under this folder)."""
+        """Run the checks of spec files or folders (default: `paths` of [tool.sparsecheck] in
+        pyproject.toml, else the specs under this folder)."""
         config = _config(pm, options)
         return _run_and_exit(config, paths=list(paths) or [Path.cwd()])
 
@@ -353,15 +365,29 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
     @click.option(
+        "--check-paths",
+        is_flag=True,
+        help="Also check that each local checkpoint path exists, resolved as `run` does (relative to its "
+        "spec file). Not checked, only counted: step outputs, URLs, hub ids (org/name with no org/ "
+        "folder there, or with a revision) and paths built from an unset ${env:NAME}.",
+    )
+    @click.option(
         "--schema",
         "show_schema",
         is_flag=True,
         help="Print the spec format's JSON Schema (with each metric's args).",
     )
     @click.option("--report-schema", is_flag=True, help="Print the JSON Schema of the --json report.")
-    def validate(paths: tuple[Path, ...], show_schema: bool, report_schema: bool) -> int:
-        """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints."""
-        from sparsecheck.spec._collect import collect
+    def validate(paths: tuple[Path, ...], check_paths: bool, show_schema: bool, report_schema: bool) -> int:
+        """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints.
+
+        PATHS are spec files or folders (default: `paths` of [tool.sparsecheck] in pyproject.toml,
+        else this folder). Every file is checked; each problem is one line on stderr,
+        PATH:LINE:COL: MESSAGE, and a summary line ends the output. An unset ${env:NAME} is a
+        warning (the file is checked with $NAME in its place). Exit 0: no error; 4: an error;
+        5: no check found.
+        """
+        from sparsecheck.spec._lint import lint
 
         if report_schema:
             from sparsecheck.reports.json_report import report_schema_path
@@ -373,14 +399,14 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
 
             click.echo(json.dumps(schema_with_metrics(Config(pm, {}).metrics), indent=2, ensure_ascii=False))
             return ExitCode.OK
-        config = Config(pm, {})
-        checks = collect(config, list(paths) or [Path.cwd()])
-        files = {c.spec_path for c in checks}
-        if not checks:
+        found = lint(pm, list(paths) or [Path.cwd()], check_paths)
+        for finding in found.findings:
+            click.echo(str(finding), err=True)
+        if found.exit_code == ExitCode.NO_CHECKS_COLLECTED:
             click.echo("no checks found", err=True)
-            return ExitCode.NO_CHECKS_COLLECTED
-        click.echo(f"ok: {len(checks)} checks in {len(files)} spec files")
-        return ExitCode.OK
+        else:
+            click.echo(found.summary(check_paths))
+        return found.exit_code
 
     @cli.command()
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))

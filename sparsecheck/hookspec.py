@@ -94,7 +94,9 @@ def sparsecheck_collect_file(path: Path, config: Config) -> SpecFile | None:
     """Load ``path`` as a spec file, or return None if it is not one this plugin reads.
 
     Called for files given on the command line and for files matching the naming rule
-    (``*.sparsecheck.yaml``) in folders.
+    (``*.sparsecheck.yaml``) in folders.  Under ``sparsecheck validate``,
+    ``config.getoption("unset_env")`` is a list: an unset ``${env:NAME}`` is appended to it (as
+    ``load_spec`` does), not raised, so the rest of the file is still checked.
     """
 
 

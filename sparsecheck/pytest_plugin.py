@@ -242,24 +242,19 @@ class CheckItem(pytest.Item):
             prepared = prepare_checks(session, pending)  # spec steps first
             results.update(prepared.errors)
             results.update(config.hook.sparsecheck_run_checks(session=session, checks=prepared.runnable))
-        from sparsecheck._session import error_outcome
-        from sparsecheck.engine._baseline import session_baseline
+        from sparsecheck._session import judge
 
-        result = results[self.check.nodeid]
-        if isinstance(result, BaseException):
-            return error_outcome(self.check, result)
-        outcome: CheckOutcome = config.hook.sparsecheck_evaluate(
-            check=self.check, result=result, results=results, baseline=session_baseline(config)
-        )
-        return outcome
+        return judge(self.config.stash[_SESSION_KEY], self.check, results)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CheckFailed):
+            from sparsecheck.reports._table import expectation_text, value_label
+
             o = excinfo.value.outcome
             lines = [f"{o.status.value}: {o.message}"]
-            if o.expectation:
-                lines.append(f"  expected: {o.expectation}")
-            lines.append(f"  value:    {o.value}")
+            if o.expectation or o.warn_expectation:
+                lines.append(f"  expected: {expectation_text(o)}")
+            lines.append(f"  value:    {value_label(o)}")
             if o.baseline is not None:
                 change = "" if o.delta is None else f" (change {o.delta:+.6g})"
                 lines.append(f"  baseline: {o.baseline}{change}")

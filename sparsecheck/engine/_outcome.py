@@ -23,6 +23,16 @@ class Status(str, Enum):
     SKIP = "SKIP"
 
 
+#: Decimal places of a check's duration, in every report.
+DURATION_PLACES = 2
+
+
+def round_duration(seconds: float) -> float:
+    """A check's duration as every report shows it (the terminal ``1.23s``, JSON ``1.23``,
+    JUnit ``time="1.23"``)."""
+    return round(seconds, DURATION_PLACES)
+
+
 @dataclass
 class CheckOutcome:
     """What running and judging one check gave."""
@@ -35,12 +45,20 @@ class CheckOutcome:
     #: The expectation as text, e.g. ``value > 0.7``.
     expectation: str = ""
     message: str = ""
+    #: Seconds the check's metric took (reports show :func:`round_duration` of it).
     duration: float = 0.0
     #: For ERROR: ``usage`` (bad input, exit 4) or ``internal`` (a bug, exit 3).
     error_kind: str | None = None
     cached: bool = False
     #: The value the check showed in the baseline (``--baseline``), None without one.
     baseline: Scalar = None
+    #: The ``warn:`` thresholds as text, e.g. ``value > 0.8`` (empty without ``warn:``).
+    warn_expectation: str = ""
+    #: The field ``value`` holds when it is not the result's primary value (``o1`` for
+    #: ``{field: o1, gt: …}``); None otherwise.
+    value_name: str | None = None
+    #: Under ``per:``: how many groups passed and how many there are (``value`` is the share).
+    groups_passed: tuple[int, int] | None = None
 
     @property
     def delta(self) -> float | None:
@@ -66,8 +84,9 @@ class CheckOutcome:
             "baseline": self.baseline,
             "delta": self.delta,
             "expectation": self.expectation,
+            "warn": self.warn_expectation,
             "message": self.message,
-            "duration": self.duration,
+            "duration": round_duration(self.duration),
             "cached": self.cached,
             "result": self.result.to_dict() if self.result else None,
         }

@@ -51,15 +51,19 @@ def reader_id(ref: CheckpointRef, spec_dir: Path) -> str:
 
 
 class Planner:
-    """Opens readers (each once) and plans checks against them."""
+    """Opens readers (each once), remembering the spec keys that name each, and plans checks
+    against them."""
 
     def __init__(self, hook: Any) -> None:
         self.hook = hook
         self.readers: dict[str, CheckpointReader] = {}
         self.open_errors: dict[str, SparsecheckError] = {}
+        #: Reader id → the spec keys naming it (``base``, ``rl/checkpoint-20``), in order, once each.
+        self.keys: dict[str, dict[str, None]] = {}
 
     def reader(self, ref: CheckpointRef, spec_dir: Path) -> str:
         rid = reader_id(ref, spec_dir)
+        self.keys.setdefault(rid, {})[ref.key] = None
         if rid not in self.readers and rid not in self.open_errors:
             try:
                 if ref.base is not None:
@@ -145,7 +149,8 @@ class Planner:
         return rid
 
     def describe_readers(self) -> dict[str, dict[str, Any]]:
-        """What the JSON report lists of each checkpoint: path, format, dtypes, fingerprint."""
+        """What the JSON report lists of each checkpoint: path, format, dtypes, fingerprint and
+        the spec keys naming it."""
         return {
             rid: {
                 "source": reader.source,
@@ -153,6 +158,7 @@ class Planner:
                 "format": reader.format,
                 "dtypes": sorted({t.meta.dtype for t in reader.tensors().values()}),
                 "fingerprint": reader.fingerprint(),
+                "keys": list(self.keys.get(rid, {})),
             }
             for rid, reader in self.readers.items()
         }
@@ -171,6 +177,15 @@ def _is_run_folder(folder: Path) -> bool:
         )
     except OSError:  # not readable: opening it as a checkpoint says so
         return False
+
+
+def add_readers(checkpoints: dict[str, dict[str, Any]], described: Mapping[str, Mapping[str, Any]]) -> None:
+    """Add a pass's :meth:`Planner.describe_readers` to a session's ``checkpoints``: a checkpoint
+    an earlier pass read keeps the keys that named it then, and gains the new ones."""
+    for rid, info in described.items():
+        entry = checkpoints.setdefault(rid, {})
+        keys = dict.fromkeys([*entry.get("keys", ()), *info["keys"]])
+        entry.update(info, keys=list(keys))
 
 
 def where_stored(planned: Sequence[PlannedCheck]) -> dict[str, dict[str, StoredTensor]]:

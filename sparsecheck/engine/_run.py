@@ -12,7 +12,7 @@ from sparsecheck._config import OptionRegistry, ReadProgress
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._cache import ResultCache
 from sparsecheck.engine._passplan import PassPlan
-from sparsecheck.engine._plan import PlannedCheck, Planner, storage_order, where_stored
+from sparsecheck.engine._plan import PlannedCheck, Planner, add_readers, storage_order, where_stored
 from sparsecheck.engine._prefetch import available_cores, prepared
 from sparsecheck.engine._provenance import report_entries, tensor_hash
 from sparsecheck.engine._readahead import ReadAhead
@@ -38,7 +38,7 @@ def sparsecheck_run_checks(
     cache = ResultCache.for_config(config)
     try:
         planned = [planner.plan(check, config.metric(check.metric)) for check in checks]
-        session.checkpoints.update(planner.describe_readers())
+        add_readers(session.checkpoints, planner.describe_readers())
         results: dict[str, MetricResult | BaseException] = {}
         keys: dict[str, str] = {}
         hashes: dict[str, dict[str, str]] | None = {rid: {} for rid in planner.readers} if hashing else None

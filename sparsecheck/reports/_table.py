@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.engine._outcome import DURATION_PLACES, CheckOutcome, Status
 from sparsecheck.metrics._api import Scalar
 
 #: Columns of the results table (terminal and markdown).
@@ -61,8 +61,25 @@ def _format_float(x: float) -> str:
     return text
 
 
-def format_duration(seconds: float, places: int = 1) -> str:
+def format_duration(seconds: float, places: int = DURATION_PLACES) -> str:
     return f"{seconds:.{places}f}s"
+
+
+def duration_text(outcome: CheckOutcome) -> str:
+    """A check's time as every report shows it: ``0.25s``, or ``cached``."""
+    return "cached" if outcome.cached else format_duration(outcome.duration)
+
+
+def plural(noun: str, count: int) -> str:
+    """``layer`` → ``layers`` (unless ``count`` is 1); ``-s``, ``-x``, ``-ch``, ``-sh`` get ``-es``,
+    a consonant's ``-y`` becomes ``-ies``."""
+    if count == 1:
+        return noun
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+        return noun[:-1] + "ies"
+    return noun + "s"
 
 
 def format_delta(delta: float) -> str:
@@ -70,26 +87,47 @@ def format_delta(delta: float) -> str:
     return "±0" if delta == 0 else ("+" if delta > 0 else "") + format_value(delta)
 
 
-def value_text(outcome: CheckOutcome) -> str:
-    """The value, with the baseline's and the change when compared with one:
-    ``0.91 (baseline 0.93, -0.02)``."""
+def value_label(outcome: CheckOutcome) -> str:
+    """What the value is, named: ``0.9413`` (the metric's primary value), ``o1=0.4999`` (another
+    field an expectation compares), ``4/5 layers`` (the groups passing under ``per:``)."""
+    if outcome.groups_passed is not None:
+        passed, total = outcome.groups_passed
+        return f"{passed}/{total} {plural(outcome.check.per or 'group', total)}"
     text = format_value(outcome.value)
+    return text if outcome.value_name is None else f"{outcome.value_name}={text}"
+
+
+def value_text(outcome: CheckOutcome) -> str:
+    """The value's label, with the baseline's value and the change when compared with one:
+    ``0.91 (baseline 0.93, -0.02)``; under ``per:`` the baseline is a share of groups, so the
+    share is shown too: ``4/5 layers = 0.8 (baseline 1, -0.2)``."""
+    text = value_label(outcome)
     if outcome.baseline is None:
         return text
+    if outcome.groups_passed is not None:
+        text += f" = {format_value(outcome.value)}"
     delta = outcome.delta
     change = "" if delta is None else f", {format_delta(delta)}"
     return f"{text} (baseline {format_value(outcome.baseline)}{change})"
 
 
+def expectation_text(outcome: CheckOutcome) -> str:
+    """The expectation and the ``warn:`` thresholds: ``value > 0.5; warn: value > 0.8``."""
+    warn = f"warn: {outcome.warn_expectation}" if outcome.warn_expectation else ""
+    return "; ".join(part for part in (outcome.expectation, warn) if part)
+
+
 def outcome_message(outcome: CheckOutcome) -> str:
     """The outcome's message; without one, what was expected and what came for a failure, and
-    that the expectation holds (never "expected …, got …") otherwise."""
+    that the expectations hold (never "expected …, got …") otherwise."""
     if outcome.message:
         return outcome.message
-    value = format_value(outcome.value)
+    value = value_label(outcome)
     if outcome.status in FAILED:
         return f"expected {outcome.expectation}, got {value}"
-    return f"{outcome.expectation} holds (value {value})" if outcome.expectation else f"value {value}"
+    held = [f"{outcome.expectation} holds"] if outcome.expectation else []
+    held += [f"warn: {outcome.warn_expectation} holds"] if outcome.warn_expectation else []
+    return f"{'; '.join(held)} (value {value})" if held else f"value {value}"
 
 
 def outcome_rows(outcomes: Sequence[CheckOutcome], show_status: Callable[[Status], str]) -> list[list[str]]:
@@ -99,9 +137,9 @@ def outcome_rows(outcomes: Sequence[CheckOutcome], show_status: Callable[[Status
             o.check.id,
             o.check.metric,
             value_text(o),
-            o.expectation,
+            expectation_text(o),
             show_status(o.status),
-            "cached" if o.cached else format_duration(o.duration),
+            duration_text(o),
         ]
         for o in outcomes
     ]

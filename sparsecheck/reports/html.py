@@ -36,7 +36,8 @@ from sparsecheck.reports._history_chart import history_section
 from sparsecheck.reports._html_page import badge, esc, page, png_image, table
 from sparsecheck.reports._table import (
     INTERRUPTED,
-    format_duration,
+    duration_text,
+    expectation_text,
     format_value,
     outcome_message,
     overall_status,
@@ -89,10 +90,6 @@ def _anchor(index: int) -> str:
     return f"check-{index}"
 
 
-def _time(outcome: CheckOutcome) -> str:
-    return "cached" if outcome.cached else format_duration(outcome.duration, 2)
-
-
 def check_labels(outcomes: Sequence[CheckOutcome]) -> list[str]:
     """Each check's id, with its spec file's name where another file has a check of that id."""
     files: dict[str, set[pathlib.Path]] = {}
@@ -113,9 +110,9 @@ def results_section(outcomes: Sequence[CheckOutcome]) -> str:
             f'<a href="#{_anchor(i)}">{esc(labels[i])}</a>',
             esc(o.check.metric),
             esc(value_text(o)),
-            f"<code>{esc(o.expectation)}</code>" if o.expectation else "",
+            f"<code>{esc(expectation_text(o))}</code>" if expectation_text(o) else "",
             badge(o.status),
-            esc(_time(o)),
+            esc(duration_text(o)),
             f"<pre>{esc(o.message)}</pre>" if o.message else "",
         ]
         for i, o in enumerate(outcomes)
@@ -205,8 +202,9 @@ def check_section(index: int, outcome: CheckOutcome, label: str) -> str:
         ("per", esc(check.per or "")),
         ("marks", esc(", ".join(check.marks))),
         ("expectation", f"<code>{esc(outcome.expectation)}</code>" if outcome.expectation else ""),
+        ("warn", f"<code>{esc(outcome.warn_expectation)}</code>" if outcome.warn_expectation else ""),
         ("outcome", f"<pre>{esc(outcome_message(outcome))}</pre>"),
-        ("time", esc(_time(outcome))),
+        ("time", esc(duration_text(outcome))),
     ]
     shown = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts if value)
     parts = [f"<dl>{shown}</dl>"]
@@ -215,12 +213,14 @@ def check_section(index: int, outcome: CheckOutcome, label: str) -> str:
     opened = " open" if outcome.status in (Status.FAIL, Status.ERROR) else ""
     return (
         f'<details class="check" id="{_anchor(index)}"{opened}><summary>{badge(outcome.status)} '
-        f'<h3>{esc(label)}</h3><span class="value">{esc(check.metric)} = '
+        f'<h3>{esc(label)}</h3><span class="value">{esc(check.metric)}: '
         f"{esc(value_text(outcome))}</span></summary>{''.join(parts)}</details>"
     )
 
 
 def checkpoints_section(checkpoints: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each checkpoint read: the spec keys naming it, its path (a hub id or URL with the folder
+    it was read from), format, dtypes and fingerprint."""
     title = '<h2 id="checkpoints">Checkpoints</h2>'
     if not checkpoints:
         return (
@@ -229,15 +229,22 @@ def checkpoints_section(checkpoints: Mapping[str, Mapping[str, Any]]) -> str:
         )
     rows = [
         [
-            f"<code>{esc(info.get('source', key))}</code>",
-            f"<code>{esc(info.get('path', ''))}</code>",
+            esc(", ".join(info.get("keys", []))),
+            _checkpoint_path(info.get("source", key), info.get("path", "")),
             esc(info.get("format", "")),
             esc(", ".join(info.get("dtypes", []))),
             f'<span class="mono">{esc(info.get("fingerprint", ""))}</span>',
         ]
         for key, info in checkpoints.items()
     ]
-    return title + table(("source", "path", "format", "dtypes", "fingerprint"), rows)
+    return title + table(("key", "path", "format", "dtypes", "fingerprint"), rows)
+
+
+def _checkpoint_path(source: str, path: str) -> str:
+    """``/runs/rl``; a hub id with the folder it was read from: ``org/model@v1 → /cache/…``."""
+    if not path or path == source:
+        return f"<code>{esc(source)}</code>"
+    return f"<code>{esc(source)}</code> → <code>{esc(path)}</code>"
 
 
 def training_outcomes(steps: Mapping[str, StepRecord]) -> list[CheckOutcome]:

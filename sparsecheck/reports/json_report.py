@@ -4,9 +4,13 @@ Shape (keys in this order)::
 
     {"schema_version", "sparsecheck_version", "created", "duration", "exitstatus",
      "summary": {"passed", "failed", "warned", "errors", "skipped", "deselected", "total"},
-     "checkpoints": [{"source", "path", "format", "dtypes", "fingerprint"}, ...],
+     "checkpoints": [{"source", "path", "format", "dtypes", "fingerprint", "keys"}, ...],
      "steps": [StepRecord.to_dict(), ...],
-     "checks": [CheckOutcome.to_dict(), ...]}
+     "checks": [{**CheckOutcome.to_dict(), "value_label"}, ...]}
+
+A check's ``value_label`` is its value as the terminal table shows it (``4/5 layers`` under
+``per:``, ``o1=0.4999`` for a field other than the primary value); ``warn`` its ``warn:``
+thresholds as text.  A checkpoint's ``keys`` are the spec keys that named it (``base``, ``rl``).
 
 ``steps`` lists the spec steps the checks read (see :mod:`sparsecheck.engine._steps`).
 
@@ -29,7 +33,7 @@ from sparsecheck._config import Config, OptionRegistry, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck._version import __version__
 from sparsecheck.reports._filereport import FileReport
-from sparsecheck.reports._table import COUNT_NAMES, status_counts
+from sparsecheck.reports._table import COUNT_NAMES, status_counts, value_label
 
 #: The version of the report's shape (``report.schema.json``).
 SCHEMA_VERSION = 1
@@ -71,7 +75,7 @@ class JsonReport(FileReport):
             "summary": summary,
             "checkpoints": list(session.checkpoints.values()),
             "steps": [record.to_dict() for record in session.steps.values()],
-            "checks": [outcome.to_dict() for outcome in self.outcomes],
+            "checks": [{**o.to_dict(), "value_label": value_label(o)} for o in self.outcomes],
         }
 
     def render(self, session: Session, exitstatus: int) -> bytes:

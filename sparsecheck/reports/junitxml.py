@@ -2,8 +2,10 @@
 
 One ``<testsuite name="sparsecheck">`` in ``<testsuites>``; each check is a ``<testcase>``
 whose ``classname`` is its spec file's path, dotted and without suffix.  FAIL is a
-``<failure>``, ERROR an ``<error>``, SKIP a ``<skipped>``; WARN passes, with the warning in
-``<system-out>`` (it is a ``<failure>`` under ``--strict-warnings``).
+``<failure>``, ERROR an ``<error>``, SKIP a ``<skipped>``; WARN passes, with ``warning:`` and
+its message in ``<system-out>`` (it is a ``<failure>`` under ``--strict-warnings``).  Each case's
+``<properties>`` hold its metric, status, value (named as in the terminal table: ``4/5 layers``,
+``o1=0.4999``), expectation and ``warn:`` thresholds; ``time`` is the duration every report shows.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import PurePosixPath
 
 from sparsecheck._config import Config, OptionRegistry, Session
 from sparsecheck._markers import hookimpl
-from sparsecheck.engine._outcome import CheckOutcome, Status
+from sparsecheck.engine._outcome import DURATION_PLACES, CheckOutcome, Status
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.reports._filereport import FileReport
 from sparsecheck.reports._table import INTERRUPTED, outcome_message, value_text
@@ -41,9 +43,10 @@ def classname(spec_path: PurePosixPath) -> str:
 
 
 def _details(outcome: CheckOutcome) -> str:
+    warn = f"warn: {outcome.warn_expectation}\n" if outcome.warn_expectation else ""
     return (
         f"{outcome_message(outcome)}\n\n"
-        f"expectation: {outcome.expectation}\n"
+        f"expectation: {outcome.expectation}\n{warn}"
         f"value: {value_text(outcome)}\n"
         f"location: {outcome.check.location}"
     )
@@ -84,17 +87,20 @@ class JUnitXmlReport(FileReport):
             classname=classname(spec_path),
             name=check.id,
             file=spec_path.as_posix(),
-            time=f"{outcome.duration:.3f}",
+            time=f"{outcome.duration:.{DURATION_PLACES}f}",
         )
         if check.location.line is not None:
             case.set("line", str(check.location.line))
         properties = _sub(case, "properties")
-        for name, value in (
+        shown = [
             ("metric", check.metric),
             ("status", outcome.status.value),
             ("value", value_text(outcome)),
             ("expectation", outcome.expectation),
-        ):
+        ]
+        if outcome.warn_expectation:
+            shown.append(("warn", outcome.warn_expectation))
+        for name, value in shown:
             _sub(properties, "property", name=name, value=value)
         kind = self._kind(outcome.status)
         if kind == "skipped":
@@ -102,7 +108,7 @@ class JUnitXmlReport(FileReport):
         elif kind != "passed":
             _sub(case, kind, _details(outcome), message=outcome_message(outcome))
         elif outcome.status is Status.WARN:
-            _sub(case, "system-out", f"WARNING: {_details(outcome)}")
+            _sub(case, "system-out", f"warning: {_details(outcome)}")
         return kind
 
     def render(self, session: Session, exitstatus: int) -> bytes:

@@ -25,7 +25,7 @@ from sparsecheck.reports._table import (
     COLUMN_ALIGN,
     FAILED,
     HEADERS,
-    format_duration,
+    duration_text,
     format_value,
     outcome_message,
     outcome_rows,
@@ -103,8 +103,7 @@ class TerminalReporter:
         self.outcomes.append(outcome)
         if self.verbosity >= 1 and not self.first_look:
             _progress.erase()
-            time_text = "cached" if outcome.cached else format_duration(outcome.duration)
-            line = f"{styled_status(outcome.status, 5)} {outcome.check.id} ({time_text})"
+            line = f"{styled_status(outcome.status, 5)} {outcome.check.id} ({duration_text(outcome)})"
             click.echo(line, err=stdout_taken(self.config))
 
     @hookimpl

@@ -38,7 +38,7 @@ def sparsecheck_collect_file(path: Path, config: Config) -> SpecFile | None:
     """Load ``.yaml``/``.yml`` files as spec files; leave other files to other plugins."""
     if path.suffix.lower() not in SPEC_SUFFIXES:
         return None
-    return load_spec(path, config.metrics, config.getoption("vars"))
+    return load_spec(path, config.metrics, config.getoption("vars"), unset_env=config.getoption("unset_env"))
 
 
 def collect(config: Config, paths: Sequence[Path]) -> list[Check]:
@@ -47,6 +47,19 @@ def collect(config: Config, paths: Sequence[Path]) -> list[Check]:
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
     checks: list[Check] = []
+    files = spec_files(config, paths)
+    for file, explicit in files:
+        spec = load_file(config, file, explicit)
+        if spec is not None:
+            checks.extend(spec.checks)
+    _warn_unused_vars(config.getoption("vars") or {}, [config.invocation_dir / file for file, _ in files])
+    return checks
+
+
+def spec_files(config: Config, paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """Each file to collect under the existing ``paths`` once, as nodeids show it, and whether
+    it was named itself (not found in a folder)."""
+    found: list[tuple[Path, bool]] = []
     seen: set[Path] = set()
     for path in paths:
         explicit = not path.is_dir()
@@ -54,9 +67,23 @@ def collect(config: Config, paths: Sequence[Path]) -> list[Check]:
         for file in files:
             if file.resolve() not in seen:
                 seen.add(file.resolve())
-                checks.extend(_collect_file(config, _shown(file, config.invocation_dir), explicit))
-    _warn_unused_vars(config.getoption("vars") or {}, seen)
-    return checks
+                found.append((_shown(file, config.invocation_dir), explicit))
+    return found
+
+
+def load_file(config: Config, file: Path, explicit: bool) -> SpecFile | None:
+    """The spec file ``file`` (its folder's local plugin registered first); None for a file
+    found in a folder that no collector reads, a usage error for one named itself."""
+    if load_local_plugin(config.pluginmanager, file.parent) is not None:
+        config.refresh_metrics()
+    spec: SpecFile | None = config.hook.sparsecheck_collect_file(path=file, config=config)
+    if spec is None and explicit:
+        raise UsageError(
+            f"not a spec file (sparsecheck reads {' and '.join(SPEC_SUFFIXES)} files; "
+            f"a plugin, e.g. in {LOCAL_PLUGIN_FILE}, may collect others)",
+            str(file),
+        )
+    return spec
 
 
 def _warn_unused_vars(given: Mapping[str, object], files: Iterable[Path]) -> None:
@@ -97,17 +124,3 @@ def _spec_files(folder: Path, cache_dir: Path) -> Iterator[Path]:
         for name in sorted(files):
             if any(fnmatch.fnmatch(name, pattern) for pattern in SPEC_GLOBS):
                 yield Path(root) / name
-
-
-def _collect_file(config: Config, file: Path, explicit: bool) -> list[Check]:
-    if load_local_plugin(config.pluginmanager, file.parent) is not None:
-        config.refresh_metrics()
-    spec: SpecFile | None = config.hook.sparsecheck_collect_file(path=file, config=config)
-    if spec is not None:
-        return spec.checks
-    if explicit:
-        raise UsageError(
-            f"{file}: not a spec file (sparsecheck reads {' and '.join(SPEC_SUFFIXES)} files; "
-            f"a plugin, e.g. in {LOCAL_PLUGIN_FILE}, may collect others)"
-        )
-    return []

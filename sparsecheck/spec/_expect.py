@@ -93,6 +93,9 @@ def evaluate(
     operands compare with."""
     entry = baseline.entry(check) if baseline is not None else None
     outcome = _evaluate(check, result, results or {}, baseline, entry)
+    outcome.warn_expectation = describe_warn(check)
+    if outcome.groups_passed is None and outcome.value is not None:
+        outcome.value_name = _shown_field(check, result)
     if entry is not None:
         outcome.baseline = entry.value
     return outcome
@@ -110,9 +113,7 @@ def _evaluate(
         return CheckOutcome(check, Status.SKIP, result, expectation=expectation, message=check.skip)
     try:
         operands = _operands(check, results, baseline, entry)
-        if check.per is None:
-            status, value, message = _judge_whole(check, result, operands)
-        elif check.per not in result.groups:
+        if check.per is not None and check.per not in result.groups:
             return CheckOutcome(
                 check,
                 Status.ERROR,
@@ -122,8 +123,10 @@ def _evaluate(
                 f"(it returned: {', '.join(result.groups) or 'none'})",
                 error_kind="internal",
             )
+        if check.per is None:
+            outcome = _judge_whole(check, result, operands)
         else:
-            status, value, message = _judge_groups(check, result, result.groups[check.per], operands)
+            outcome = _judge_groups(check, result, result.groups[check.per], operands)
     except _NoBaseline as exc:
         skip = baseline is not None and baseline.on_missing == "skip"
         return CheckOutcome(
@@ -139,12 +142,22 @@ def _evaluate(
         return CheckOutcome(
             check, Status.ERROR, result, expectation=expectation, message=str(exc), error_kind="usage"
         )
-    return CheckOutcome(check, status, result, value=value, expectation=expectation, message=message)
+    outcome.expectation = expectation
+    return outcome
 
 
 def describe(check: Check) -> str:
     """The check's expectations as text: ``value > 0.7``, ``value >= 0.6 per layer, mostly 0.9``."""
-    text = " and ".join(expectation.describe() for expectation in check.expect)
+    return _described(check, check.expect)
+
+
+def describe_warn(check: Check) -> str:
+    """The check's ``warn:`` thresholds as text, in the form of :func:`describe`."""
+    return _described(check, check.warn)
+
+
+def _described(check: Check, expectations: Sequence[Expectation]) -> str:
+    text = " and ".join(expectation.describe() for expectation in expectations)
     if text and check.per is not None:
         text += f" per {check.per}" + (f", mostly {check.mostly:g}" if check.mostly is not None else "")
     return text
@@ -207,7 +220,7 @@ def _referenced_values(check: Check, results: Results) -> dict[CheckRef, float]:
     return values
 
 
-def _judge_whole(check: Check, result: MetricResult, operands: _Operands) -> tuple[Status, Scalar, str]:
+def _judge_whole(check: Check, result: MetricResult, operands: _Operands) -> CheckOutcome:
     where = f"the {result.metric} result"
 
     def failures(expectations: Sequence[Expectation]) -> list[str]:
@@ -217,20 +230,25 @@ def _judge_whole(check: Check, result: MetricResult, operands: _Operands) -> tup
     shown = _shown_value(check, result)
     failed = failures(check.expect)
     if failed:
-        return Status.FAIL, shown, "; ".join(failed)
+        return CheckOutcome(check, Status.FAIL, result, value=shown, message="; ".join(failed))
     warned = failures(check.warn)
     if warned:
-        return Status.WARN, shown, "warning: " + "; ".join(warned)
-    return Status.PASS, shown, ""
+        return CheckOutcome(check, Status.WARN, result, value=shown, message="; ".join(warned))
+    return CheckOutcome(check, Status.PASS, result, value=shown)
 
 
 def _shown_value(check: Check, result: MetricResult) -> Scalar:
     """The number an outcome shows: the field its first expectation compares (``o1`` for
     ``{field: o1, gt: …}``), else the result's primary value."""
+    return result.fields.get(_shown_field(check, result) or result.value_field, result.value)
+
+
+def _shown_field(check: Check, result: MetricResult) -> str | None:
+    """The field the first expectation compares, when it is not the result's primary value."""
     first = next(iter((*check.expect, *check.warn)), None)
-    if first is not None and first.field is not None:
-        return result.fields.get(first.field, result.value)
-    return result.value
+    if first is None or first.field in (None, result.value_field) or first.field not in result.fields:
+        return None
+    return first.field
 
 
 def _judge_groups(
@@ -238,14 +256,16 @@ def _judge_groups(
     result: MetricResult,
     groups: Mapping[str, Mapping[str, Scalar]],
     operands: _Operands,
-) -> tuple[Status, Scalar, str]:
+) -> CheckOutcome:
+    """The share of ``groups`` passing the expectations, judged against ``mostly`` (that of the
+    ``warn:`` thresholds when there is no ``expect``)."""
     per = check.per
     if not groups:
         raise _FieldProblem(f"the result has no {per} groups (did include/exclude leave any tensor?)")
     mostly = 1.0 if check.mostly is None else check.mostly
     need = "need all" if check.mostly is None else f"need {check.mostly * 100:g}%"
 
-    def judge(expectations: Sequence[Expectation]) -> tuple[float, bool, str]:
+    def judge(expectations: Sequence[Expectation], label: str = "") -> tuple[int, bool, str]:
         failing: list[tuple[str, _Verdict]] = []
         for key, fields in groups.items():
             where = f"{per} group {key!r}"
@@ -255,23 +275,29 @@ def _judge_groups(
             if failed:
                 failing.append((key, max(failed, key=lambda v: v.shortfall)))
         passed = len(groups) - len(failing)
-        summary = f"{passed}/{len(groups)} {per} groups pass ({need})"
+        summary = f"{passed}/{len(groups)} {per} groups pass{label} ({need})"
         if failing:
             failing.sort(key=lambda item: -item[1].shortfall)
             worst = ", ".join(f"{key!r}: {v.reason}" for key, v in failing[:_WORST_SHOWN])
             summary += f"; worst {worst} ({_short(failing[0][1].location)})"
-        return passed / len(groups), passed >= mostly * len(groups) - 1e-9, summary
+        return passed, passed >= mostly * len(groups) - 1e-9, summary
 
-    value, message = result.value, ""
+    if not check.expect and not check.warn:  # a measurement: its value is the whole result's
+        return CheckOutcome(check, Status.PASS, result, value=result.value)
+    status = Status.PASS
     if check.expect:
-        value, ok, message = judge(check.expect)
+        passed, ok, message = judge(check.expect)
+        status = Status.PASS if ok else Status.FAIL
+    if check.warn and status is Status.PASS:
+        warn_passed, ok, warned = judge(check.warn, " the warn thresholds")
+        if not check.expect:  # the value shown is the share passing what the check has
+            passed, message = warn_passed, warned
         if not ok:
-            return Status.FAIL, value, message
-    if check.warn:
-        _, ok, warned = judge(check.warn)
-        if not ok:
-            return Status.WARN, value, "warning: " + warned
-    return Status.PASS, value, message
+            status, message = Status.WARN, warned
+    share = passed / len(groups)
+    return CheckOutcome(
+        check, status, result, value=share, message=message, groups_passed=(passed, len(groups))
+    )
 
 
 def _short(location: Location) -> str:

@@ -20,7 +20,7 @@ from sparsecheck.spec._parametrize import PRODUCT_KEY, ZIP_KEY, combinations
 from sparsecheck.spec._references import validate_references
 from sparsecheck.spec._schema import validate_document
 from sparsecheck.spec._steps import check_step_kinds, load_steps
-from sparsecheck.spec._variables import Variables, spec_variables
+from sparsecheck.spec._variables import UnsetEnv, Variables, spec_variables
 from sparsecheck.spec._yaml import YamlMap, load_yaml
 
 #: Template keys merged key by key into a check's own; every other key of the check replaces.
@@ -33,10 +33,14 @@ MAX_SPEC_BYTES = 16 << 20
 
 
 def load_spec(
-    path: Path, metrics: Mapping[str, Metric], overrides: Mapping[str, Any] | None = None
+    path: Path,
+    metrics: Mapping[str, Metric],
+    overrides: Mapping[str, Any] | None = None,
+    unset_env: list[UnsetEnv] | None = None,
 ) -> SpecFile:
     """Load and validate the spec file at ``path`` against the registered ``metrics``;
-    ``overrides`` replace (or add) ``vars:`` values.
+    ``overrides`` replace (or add) ``vars:`` values.  Given ``unset_env`` (a list), an unset
+    ``${env:NAME}`` is appended to it and stands as ``$NAME`` (``validate``), not an error.
 
     Every problem is a :class:`SpecError` at the offending file:line:column.  A checkpoint
     source naming an existing local file or folder (relative ones relative to ``path.parent``)
@@ -58,7 +62,7 @@ def load_spec(
             Location(filename, 1, 1),
         )
     validate_document(document)
-    variables = spec_variables(document.get("vars"), overrides=overrides)
+    variables = spec_variables(document.get("vars"), overrides=overrides, unset_env=unset_env)
     checkpoints = _checkpoints(document.get("checkpoints"), variables, path.parent)
     steps, produced = load_steps(document.get("steps"), variables, checkpoints, path)
     checkpoints.update(produced)

@@ -3,6 +3,9 @@
 A string that is exactly ``${name}`` takes the variable's value with its type (``tol: ${tol}``
 stays a float); inside a longer string the value is written with ``str()``.  ``$${`` is a
 literal ``${``.
+
+``sparsecheck validate`` loads specs with ``unset_env`` (a list): an unset ``${env:NAME}`` is then
+recorded there with its location and stands as ``$NAME``, so the rest of the file is still checked.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sparsecheck.errors import Location, SparsecheckError, SpecError, UsageError
@@ -21,16 +25,39 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _ENV_PREFIX = "env:"
 
 
-class Variables:
-    """What ``${...}`` resolves to: ``env:NAME`` from the environment, other names from ``values``."""
+@dataclass(frozen=True)
+class UnsetEnv:
+    """An ``${env:NAME}`` whose variable is not set, where it is used."""
 
-    def __init__(self, values: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    name: str
+    location: Location
+
+    @property
+    def placeholder(self) -> str:
+        """What the reference stands as: ``$NAME``."""
+        return f"${self.name}"
+
+
+class Variables:
+    """What ``${...}`` resolves to: ``env:NAME`` from the environment, other names from ``values``.
+
+    With ``unset_env`` (a list), an unset environment variable is appended to it and stands as
+    its :attr:`UnsetEnv.placeholder`; without, it is a :class:`SpecError`.
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        environ: Mapping[str, str] | None = None,
+        unset_env: list[UnsetEnv] | None = None,
+    ) -> None:
         self.values = dict(values)
         self.environ = os.environ if environ is None else environ
+        self.unset_env = unset_env
 
     def with_values(self, values: Mapping[str, Any]) -> Variables:
         """These variables plus ``values`` (which win on a clash)."""
-        return Variables({**self.values, **values}, self.environ)
+        return Variables({**self.values, **values}, self.environ, self.unset_env)
 
     def lookup(self, reference: str, location: Location) -> Any:
         """The value of ``${reference}``; an unset or unknown one is an error at ``location``."""
@@ -38,7 +65,12 @@ class Variables:
         if name.startswith(_ENV_PREFIX):
             env_name = name.removeprefix(_ENV_PREFIX)
             if env_name not in self.environ:
-                raise SpecError(f"environment variable {env_name!r} is not set", location)
+                if self.unset_env is None:
+                    raise SpecError(f"environment variable {env_name!r} is not set", location)
+                unset = UnsetEnv(env_name, location)
+                if unset not in self.unset_env:
+                    self.unset_env.append(unset)
+                return unset.placeholder
             return self.environ[env_name]
         if name not in self.values:
             hint = did_you_mean(name, self.values)
@@ -94,14 +126,15 @@ def spec_variables(
     declared: YamlMap | None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    unset_env: list[UnsetEnv] | None = None,
 ) -> Variables:
     """The ``vars:`` of a spec; each value may use ``${env:...}`` and the variables above it.
 
     ``overrides`` (``sparsecheck run --var NAME=VALUE``) replace declared values, and may add
-    variables the file does not declare.
+    variables the file does not declare; ``unset_env`` is as :class:`Variables` takes it.
     """
     overrides = overrides or {}
-    variables = Variables({}, environ)
+    variables = Variables({}, environ, unset_env)
     if declared is not None:
         for name, value in declared.items():
             location = declared.value_location(name)

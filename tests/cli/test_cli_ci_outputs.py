@@ -49,7 +49,7 @@ def test_github_annotations_exact_format(
     assert commands == [
         f"::error file=x.sparsecheck.yaml,line=4,title=sparse::value {value} is not > 0.99 "
         "(x.sparsecheck.yaml:7)",
-        f"::warning file=x.sparsecheck.yaml,line=8,title=loose::warning: value {value} is not > 0.95 "
+        f"::warning file=x.sparsecheck.yaml,line=8,title=loose::value {value} is not > 0.95 "
         "(x.sparsecheck.yaml:12)",
     ]
 

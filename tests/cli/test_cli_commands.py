@@ -43,9 +43,8 @@ def test_validate_reports_a_bad_spec(runs: Runs, tmp_path: Path, capsys: pytest.
     )
     result = run_cli(capsys, "validate", spec)
     assert result.code == ExitCode.USAGE_ERROR
-    assert re.fullmatch(
-        rf"sparsecheck: error: {re.escape(str(shown(spec)))}:\d+:\d+: .*galaxy.*\n", result.err
-    )
+    assert re.fullmatch(rf"{re.escape(str(shown(spec)))}:\d+:\d+: .*galaxy.*\n", result.err)
+    assert result.out == "failed: 1 error in 1 of 1 spec files\n"
 
 
 def test_validate_with_nothing_to_validate_is_exit_5(

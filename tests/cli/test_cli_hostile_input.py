@@ -24,10 +24,15 @@ from sparsecheck.testing import tiny_llama_state_dict, write_checkpoint
 DEEP = 100_000
 
 
-def _one_line(err: str) -> str:
+def _one_line(err: str, command: str = "run") -> str:
+    """The one line of ``err``: ``sparsecheck: error: …``, or under ``validate`` (a lint) the
+    problem's ``path:line:col: message``."""
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
-    assert lines[0].startswith("sparsecheck: error: ")
+    if command == "validate":
+        assert not lines[0].startswith("sparsecheck:") and ".sparsecheck.yaml" in lines[0].split(": ")[0]
+    else:
+        assert lines[0].startswith("sparsecheck: error: ")
     return lines[0]
 
 
@@ -223,7 +228,7 @@ def test_a_spec_nested_thousands_deep_is_exit_4(
     spec = write_spec(tmp_path, runs.header() + nesting + "checks:\n" + check_yaml("a", "rl_a", "{gt: 0.5}"))
     result = run_cli(capsys, command, spec)
     assert result.code == ExitCode.USAGE_ERROR
-    line = _one_line(result.err)
+    line = _one_line(result.err, command)
     assert f"{shown(spec)}:" in line and "nested more than 100 deep" in line
 
 
@@ -267,7 +272,7 @@ def test_a_yaml_alias_bomb_is_a_fast_exit_4(
     spec = write_spec(tmp_path, text)
     result = run_cli(capsys, command, spec)
     assert result.code == ExitCode.USAGE_ERROR
-    line = _one_line(result.err)
+    line = _one_line(result.err, command)
     assert f"{shown(spec)}:" in line and "aliases expand to more than 100000 values" in line
 
 
@@ -286,5 +291,5 @@ def test_a_spec_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path, com
     os.mkfifo(fifo)
     process = _console(command, fifo.name, cwd=tmp_path, timeout=60)
     assert process.returncode == ExitCode.USAGE_ERROR
-    line = _one_line(process.stderr)
+    line = _one_line(process.stderr, command)
     assert f"{fifo.name}: cannot read the spec file: not a regular file" in line

@@ -47,7 +47,7 @@ def test_testcase_attributes(tmp_path: Path) -> None:
     assert case.attrib["classname"] == "specs.demo"
     assert case.attrib["file"] == "specs/demo.sparsecheck.yaml"
     assert case.attrib["line"] == "10"
-    assert case.attrib["time"] == "0.500"
+    assert case.attrib["time"] == "0.50"
     properties = {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
     assert properties == {
         "metric": "update_sparsity",

@@ -55,7 +55,7 @@ def test_rows_follow_headers_and_render_status() -> None:
     outcome.cached = False
     rows = outcome_rows([outcome, make_outcome("b", Status.PASS, 1234)], lambda s: f"<{s.value}>")
     assert len(rows[0]) == len(HEADERS)
-    assert rows[0] == ["a", "update_sparsity", "0.5", "value > 0.7", "<FAIL>", "1.2s"]
+    assert rows[0] == ["a", "update_sparsity", "0.5", "value > 0.7", "<FAIL>", "1.25s"]
     assert rows[1][2] == "1,234"
 
 

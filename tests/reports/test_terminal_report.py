@@ -46,7 +46,7 @@ def test_default_output_table_failures_and_summary(capsys: pytest.CaptureFixture
         ">",
         "0.7",
         "PASS",
-        "0.5s",
+        "0.50s",
     ]
     failures = text.split("\nfailures\n", 1)[1].split("\nwarnings\n", 1)[0]
     assert "FAIL every-layer-sparse at specs/demo.sparsecheck.yaml:10:5" in failures
@@ -71,7 +71,7 @@ def test_quiet_prints_failures_and_summary_only(capsys: pytest.CaptureFixture[st
 def test_verbose_lines_breakdown_notes_and_skipped(capsys: pytest.CaptureFixture[str]) -> None:
     lines = _output(capsys, 1)
     outcomes = planted_outcomes()
-    assert lines[: len(outcomes)] == [f"{o.status.value:<5} {o.check.id} (0.5s)" for o in outcomes]
+    assert lines[: len(outcomes)] == [f"{o.status.value:<5} {o.check.id} (0.50s)" for o in outcomes]
     text = "\n".join(lines)
     breakdown = text.split("rl-update-is-sparse (update_sparsity) per layer:", 1)[1]
     header = breakdown.splitlines()[1].split()

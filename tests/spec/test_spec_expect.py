@@ -89,7 +89,7 @@ def test_warn_only_when_expect_holds(tmp_path: Path) -> None:
     assert evaluate(check, result({"sparsity": 0.9})).status is Status.PASS
     warned = evaluate(check, result({"sparsity": 0.75}))
     assert warned.status is Status.WARN
-    assert warned.message == f"warning: value 0.75 is not > 0.8 ({line_of(tmp_path, tail, '{gt: 0.8}')})"
+    assert warned.message == f"value 0.75 is not > 0.8 ({line_of(tmp_path, tail, '{gt: 0.8}')})"
     assert evaluate(check, result({"sparsity": 0.6})).status is Status.FAIL
 
 
@@ -181,7 +181,32 @@ def test_per_group_warn(tmp_path: Path) -> None:
     outcome = evaluate(make_check(tmp_path, tail), result({"sparsity": 0.7}, layer_result(LAYERS)))
     assert outcome.status is Status.WARN
     assert outcome.value == 1.0
-    assert outcome.message.startswith("warning: 7/10 layer groups pass (need 80%)")
+    assert outcome.message.startswith("7/10 layer groups pass the warn thresholds (need 80%)")
+
+
+def test_per_group_outcome_counts_the_groups_passing(tmp_path: Path) -> None:
+    # LAYERS has 7 of 10 values >= 0.6 and 9 of 10 >= 0.45
+    tail = "    per: layer\n    expect: {field: sparsity, ge: 0.45}\n    warn: {ge: 0.6}\n    mostly: 0.8\n"
+    outcome = evaluate(make_check(tmp_path, tail), result({"sparsity": 0.7}, layer_result(LAYERS)))
+    assert (outcome.status, outcome.groups_passed, outcome.value) == (Status.WARN, (9, 10), 0.9)
+    assert outcome.value_name is None and outcome.warn_expectation == "value >= 0.6 per layer, mostly 0.8"
+    warn_only = "    per: layer\n    warn: {ge: 0.6}\n    mostly: 0.8\n"
+    outcome = evaluate(make_check(tmp_path, warn_only), result({"sparsity": 0.7}, layer_result(LAYERS)))
+    assert (outcome.status, outcome.groups_passed, outcome.value) == (Status.WARN, (7, 10), 0.7)
+    assert outcome.expectation == ""
+
+
+def test_a_field_other_than_the_primary_value_is_named(tmp_path: Path) -> None:
+    named = evaluate(
+        make_check(tmp_path, "    expect: {field: density, lt: 0.5}\n"),
+        result({"sparsity": 0.7, "density": 0.3}),
+    )
+    assert (named.value, named.value_name) == (pytest.approx(0.3), "density")
+    primary = evaluate(
+        make_check(tmp_path, "    expect: {field: sparsity, gt: 0.5}\n"),
+        result({"sparsity": 0.7, "density": 0.3}),
+    )
+    assert (primary.value, primary.value_name) == (0.7, None)
 
 
 def test_per_group_fields_against_fields(tmp_path: Path) -> None:

@@ -213,7 +213,7 @@ def test_field_offset_and_factor_are_applied(tmp_path: Path) -> None:
         warned = evaluate(check, result({"sparsity": sparsity, "o1": 0.6}), others)
         assert warned.status is Status.WARN
         assert warned.message.startswith(
-            f"warning: value {sparsity:g} is not between 0.5 * sft-sparsity.value (0.4) and "
+            f"value {sparsity:g} is not between 0.5 * sft-sparsity.value (0.4) and "
             "rl-sparser.value + 0.25 (0.75)"
         )
 
