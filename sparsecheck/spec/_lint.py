@@ -126,7 +126,7 @@ def lint(pluginmanager: pluggy.PluginManager, paths: Sequence[Path], check_paths
             result.files += 1
         if any(not finding.warning for finding in found):
             result.failed_files.add(str(file))
-        result.findings += sorted(found, key=_line_order)
+        result.findings += sorted(dict.fromkeys(found), key=_line_order)  # a template's error once
     return result
 
 

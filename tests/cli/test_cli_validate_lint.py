@@ -76,21 +76,25 @@ def test_every_files_problems_are_listed_and_an_unset_variable_is_a_warning(tmp_
 def test_every_bad_check_of_a_file_is_listed(tmp_path: Path) -> None:
     checks = [
         _check("a"),
+        "  - {id: t1, use: bad}\n",  # two checks from one bad template: its error is listed once
+        "  - {id: t2, use: bad}\n",
         "  - {id: b, metric: update_sparsty, args: {base: base, tuned: tuned}}\n",
         _check("c", ", expect: {gt: {check: b}}"),  # refers to a bad check: not an error of its own
         "  - {id: d, metric: update_sparsity, args: {base: base, tuned: tuned, tol: fast}}\n",
         _check("a"),
     ]
-    text = "version: 1\ncheckpoints: {base: x, tuned: y}\nchecks:\n" + "".join(checks)
+    template = "templates:\n  bad: {metric: update_sparsity, args: {base: base, tuned: tuned, tol: slow}}\n"
+    text = "version: 1\ncheckpoints: {base: x, tuned: y}\n" + template + "checks:\n" + "".join(checks)
     write_spec(tmp_path, text, "s.sparsecheck.yaml")
     result = run_console_script(tmp_path, "validate", "s.sparsecheck.yaml")
     assert result.code == ExitCode.USAGE_ERROR
     assert [line.split(": ", 1) for line in _lines(result.err)] == [
-        ["s.sparsecheck.yaml:5:21", "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"],
-        ["s.sparsecheck.yaml:7:76", "args.tol: expected a number, got 'fast'"],
-        ["s.sparsecheck.yaml:8:5", "duplicate check id 'a' (first at line 4)"],
+        ["s.sparsecheck.yaml:4:72", "args.tol: expected a number, got 'slow'"],
+        ["s.sparsecheck.yaml:9:21", "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"],
+        ["s.sparsecheck.yaml:11:76", "args.tol: expected a number, got 'fast'"],
+        ["s.sparsecheck.yaml:12:5", "duplicate check id 'a' (first at line 6)"],
     ]
-    assert result.out == "failed: 3 errors in 1 of 1 spec files\n"
+    assert result.out == "failed: 4 errors in 1 of 1 spec files\n"
     ran = run_console_script(tmp_path, "run", "s.sparsecheck.yaml")  # run stops at the first
     assert ran.code == ExitCode.USAGE_ERROR
     assert _lines(ran.err) == ["sparsecheck: error: " + _lines(result.err)[0]]
