@@ -383,11 +383,18 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         help="Print the spec format's JSON Schema (with each metric's args).",
     )
     @click.option("--report-schema", is_flag=True, help="Print the JSON Schema of the --json report.")
+    @click.option(
+        "--annotations",
+        type=click.Choice(["github", "none"]),
+        help="Also print each problem as a GitHub Actions annotation at its spec line: github (the default "
+        "when GITHUB_ACTIONS=true) or none.",
+    )
     def validate(
         paths: tuple[Path, ...],
         check_paths: bool,
         show_schema: bool,
         report_schema: bool,
+        annotations: str | None,
         vars: dict[str, Any],
     ) -> int:
         """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints.
@@ -413,6 +420,11 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         found = lint(pm, list(paths) or [Path.cwd()], check_paths, vars)
         for finding in found.findings:
             click.echo(str(finding), err=True)
+        from sparsecheck.reports.annotations import annotations_format
+
+        if annotations_format(Config(pm, {"annotations": annotations})) == "github":
+            for finding in found.findings:  # the runner reads workflow commands on stdout
+                click.echo(finding.github())
         if found.exit_code == ExitCode.NO_CHECKS_COLLECTED:
             click.echo("no checks found", err=True)
         else:

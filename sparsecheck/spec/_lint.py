@@ -47,6 +47,15 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.location}: {'warning: ' if self.warning else ''}{self.message}"
 
+    def github(self) -> str:
+        """The finding as a GitHub Actions workflow command, shown at its line in a pull request."""
+        from sparsecheck.reports.annotations import escape_data, escape_property
+
+        location = self.location if isinstance(self.location, Location) else Location(self.location)
+        properties = {"file": location.file, "line": location.line, "col": location.column}
+        shown = ",".join(f"{k}={escape_property(str(v))}" for k, v in properties.items() if v is not None)
+        return f"::{'warning' if self.warning else 'error'} {shown}::{escape_data(self.message)}"
+
 
 @dataclass
 class LintResult:

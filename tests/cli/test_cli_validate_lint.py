@@ -100,6 +100,24 @@ def test_every_bad_check_of_a_file_is_listed(tmp_path: Path) -> None:
     assert _lines(ran.err) == ["sparsecheck: error: " + _lines(result.err)[0]]
 
 
+def test_inside_github_actions_each_problem_is_also_an_annotation(tmp_path: Path) -> None:
+    check = "  - {id: a, metric: update_sparsty, args: {base: base, tuned: tuned}}\n"
+    text = f"version: 1\ncheckpoints: {{base: '${{env:{UNSET}}}', tuned: t}}\nchecks:\n" + check
+    write_spec(tmp_path / "specs", text, "a.sparsecheck.yaml")
+    result = run_console_script(tmp_path, "validate", "specs", GITHUB_ACTIONS="true")
+    assert result.code == ExitCode.USAGE_ERROR
+    assert len(_lines(result.err)) == 2  # the plain lines stay
+    assert _lines(result.out) == [
+        f"::warning file=specs/a.sparsecheck.yaml,line=2,col=21::environment variable '{UNSET}' is not set "
+        f"(checked as ${UNSET})",
+        "::error file=specs/a.sparsecheck.yaml,line=4,col=21::unknown metric 'update_sparsty' "
+        "(did you mean 'update_sparsity'?)",
+        "failed: 1 error in 1 of 1 spec files; 1 warning",
+    ]
+    off = run_console_script(tmp_path, "validate", "--annotations", "none", "specs", GITHUB_ACTIONS="true")
+    assert off.out == "failed: 1 error in 1 of 1 spec files; 1 warning\n" and off.err == result.err
+
+
 def test_a_missing_path_and_a_file_no_collector_reads_are_errors_among_the_others(tmp_path: Path) -> None:
     write_spec(tmp_path, "version: 1\ncheckpoints: {base: x, tuned: y}\nchecks:\n" + _check("c"), "ok.yaml")
     (tmp_path / "notes.txt").write_text("not a spec")
