@@ -15,9 +15,10 @@ checked, only counted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -93,11 +94,17 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def lint(pluginmanager: pluggy.PluginManager, paths: Sequence[Path], check_paths: bool = False) -> LintResult:
-    """Load every spec file under ``paths`` with the plugins of ``pluginmanager`` and collect each
-    file's problems, in file and line order."""
+def lint(
+    pluginmanager: pluggy.PluginManager,
+    paths: Sequence[Path],
+    check_paths: bool = False,
+    variables: Mapping[str, Any] | None = None,
+) -> LintResult:
+    """Load every spec file under ``paths`` with the plugins of ``pluginmanager`` (and
+    ``variables``, as ``--var`` gives them) and collect each file's problems, in file and line
+    order."""
     problems = SpecProblems()
-    config = Config(pluginmanager, {"spec_problems": problems})
+    config = Config(pluginmanager, {"spec_problems": problems, "vars": variables})
     result = LintResult()
     existing = []
     for path in paths:

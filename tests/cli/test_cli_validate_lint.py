@@ -163,6 +163,23 @@ def test_check_paths_checks_local_paths_from_the_spec_folder(tmp_path: Path) -> 
     assert passed.out.startswith("ok: 1 checks in 1 spec files; 1 warning; 3 local checkpoint paths found;")
 
 
+def test_var_sets_a_variable_the_spec_leaves_to_the_command_line(tmp_path: Path) -> None:
+    # As the GitHub Action's gate does: `--var candidate=…` names the checkpoint under test.
+    text = "version: 1\ncheckpoints: {base: runs/base, tuned: '${candidate}'}\nchecks:\n" + _check("c")
+    write_spec(tmp_path / "specs", text, "gate.sparsecheck.yaml")
+    (tmp_path / "specs" / "runs" / "base").mkdir(parents=True)
+    (tmp_path / "specs" / "runs" / "new").mkdir()
+    without = run_console_script(tmp_path, "validate", "specs")
+    assert without.code == ExitCode.USAGE_ERROR
+    assert _lines(without.err)[0].startswith("specs/gate.sparsecheck.yaml:2:39: unknown variable 'candidate'")
+    given = run_console_script(tmp_path, "validate", "--check-paths", "--var", "candidate=runs/new", "specs")
+    assert given.code == ExitCode.OK, given.out + given.err
+    assert given.out == "ok: 1 checks in 1 spec files; 2 local checkpoint paths found\n"
+    wrong = run_console_script(tmp_path, "validate", "--check-paths", "--var", "candidate=runs/old", "specs")
+    assert wrong.code == ExitCode.USAGE_ERROR
+    assert "checkpoints.tuned: runs/old: no such file or folder" in wrong.err
+
+
 def test_validate_takes_paths_and_check_paths_from_pyproject(tmp_path: Path) -> None:
     write_spec(tmp_path / "specs", "version: 1\ncheckpoints: {base: b, tuned: t}\nchecks:\n" + _check("c"))
     write_spec(tmp_path / "other", "version: 1\nchekcs: []\n")
