@@ -135,6 +135,12 @@ def _var_option() -> click.Option:
     )
 
 
+def _accepts_vars(command: click.Command) -> click.Command:
+    """Declare ``--var NAME=VALUE`` on ``command``."""
+    command.params.append(_var_option())
+    return command
+
+
 #: Options of spec runs that mean nothing to ``diff`` and ``mask`` (no spec, no pass/fail).
 SPEC_RUN_ONLY = frozenset(
     {
@@ -367,6 +373,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         return _run_and_exit(config, paths=suites)
 
     @_accepts_plugins
+    @_accepts_vars
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
     @click.option(
@@ -431,7 +438,6 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
             click.echo(found.summary(check_paths))
         return found.exit_code
 
-    validate.params.insert(1, _var_option())
     @cli.command()
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
     @click.option(
