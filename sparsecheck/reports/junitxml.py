@@ -3,9 +3,10 @@
 One ``<testsuite name="sparsecheck">`` in ``<testsuites>``; each check is a ``<testcase>``
 whose ``classname`` is its spec file's path, dotted and without suffix.  FAIL is a
 ``<failure>``, ERROR an ``<error>``, SKIP a ``<skipped>``; WARN passes, with ``warning:`` and
-its message in ``<system-out>`` (a ``<failure>`` with that message under ``--strict-warnings``).  Each case's
-``<properties>`` hold its metric, status, value (named as in the terminal table: ``4/5 layers``,
-``o1=0.4999``), expectation and ``warn:`` thresholds; ``time`` is the duration every report shows.
+its message in ``<system-out>`` (a ``<failure>`` with that message under ``--strict-warnings``).
+Each case's ``<properties>`` hold its metric, status, value (named as in the terminal table:
+``4/5 layers``, ``o1=0.4999``), expectation and ``warn:`` thresholds; ``time`` is the duration
+every report shows.
 """
 
 from __future__ import annotations
