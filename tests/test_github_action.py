@@ -145,6 +145,30 @@ def test_a_usage_error_is_the_steps_exit_code(tmp_path: Path, github_env: dict[s
     assert "missing: no such file or folder" in result.stderr
 
 
+def test_without_specs_the_action_runs_the_paths_of_pyproject(
+    tmp_path: Path, github_env: dict[str, str], checkpoints: dict[str, PlantedPair]
+) -> None:
+    repo = Path(github_env["GITHUB_WORKSPACE"])
+    pair = checkpoints["accepted"]
+    gate = "version: 1\ncheckpoints: {{base: '{}', tuned: '{}'}}\nchecks:\n"
+    gate += "  - {{id: {}, metric: update_sparsity, args: {{base: base, tuned: tuned}}}}\n"
+    (repo / "specs").mkdir(parents=True)
+    (repo / "specs" / "gate.sparsecheck.yaml").write_text(gate.format(pair.base, pair.tuned, "kept"))
+    # Elsewhere in the repository: a spec that cannot run here (like a plugin's example spec).
+    (repo / "plugins").mkdir()
+    (repo / "plugins" / "x.sparsecheck.yaml").write_text(gate.format("missing", "missing", "other"))
+    (repo / "pyproject.toml").write_text('[tool.sparsecheck]\npaths = ["specs"]\n')
+    step = _step(step_id="run")
+    result = run_step(step, {"install": "false", "json": "report.json"}, repo, github_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((repo / "report.json").read_text())
+    assert [check["nodeid"] for check in report["checks"]] == ["specs/gate.sparsecheck.yaml::kept"]
+    (repo / "pyproject.toml").unlink()
+    everything = run_step(step, {"install": "false"}, repo, github_env)
+    assert everything.returncode == 4, everything.stdout + everything.stderr
+    assert "plugins/x.sparsecheck.yaml" in everything.stdout + everything.stderr
+
+
 @pytest.mark.parametrize(
     ("inputs", "expected"),
     [
