@@ -7,9 +7,9 @@ The public API.  Plugin authors need ``hookimpl``, ``Metric``, ``Reducer``, ``Pa
 # ruff: noqa: E402 - the early read-ahead starts before the imports below
 from __future__ import annotations
 
-from sparsecheck._early import read_ahead_of_imports
+from sparsecheck._early import prepare_command_process
 
-read_ahead_of_imports()  # a cold `sparsecheck diff` reads while the rest imports
+prepare_command_process()  # e.g. a cold `sparsecheck diff` reads while the rest imports
 
 import importlib
 from typing import TYPE_CHECKING

@@ -1,11 +1,17 @@
-"""Start reading ``sparsecheck diff``'s and ``mask``'s checkpoints before the imports.
+"""What the ``sparsecheck`` command does before its imports.
 
-Imported first by the package: when this process is the ``sparsecheck`` command (or ``python -m
-sparsecheck``) running ``diff`` or ``mask``, a thread asks the kernel (``posix_fadvise``) for the
-first :data:`EARLY_BYTES` of each side's safetensors files, alternating between the sides as
-the pass will read them, so that with a cold page cache the disk reads while Python imports
-numpy and the plugins.  The read pass's own read-ahead (``engine/_readahead.py``) takes over
-from there.  Standard library only; nothing happens for any other use of the package.
+Imported first by the package.  When this process is the ``sparsecheck`` command (or ``python -m
+sparsecheck``):
+
+* running ``diff`` or ``mask``, a thread asks the kernel (``posix_fadvise``) for the first
+  :data:`EARLY_BYTES` of each side's safetensors files, alternating between the sides as the pass
+  will read them, so that with a cold page cache the disk reads while Python imports numpy and
+  the plugins.  The read pass's own read-ahead (``engine/_readahead.py``) takes over from there.
+* numpy's BLAS gets one thread (unless ``OPENBLAS_NUM_THREADS`` is set or ``--workers 1`` is
+  given): the pass's worker processes are the parallelism, and OpenBLAS's idle threads would
+  otherwise start with numpy and compete with them for the cores.
+
+Standard library only; nothing happens for any other use of the package.
 """
 
 from __future__ import annotations
@@ -18,6 +24,22 @@ import threading
 EARLY_BYTES = 512 << 20
 _STEP = 32 << 20
 _COMMANDS = ("diff", "mask")
+
+
+def prepare_command_process(argv: list[str] | None = None) -> None:
+    """Tune this process before the imports when it is the ``sparsecheck`` command."""
+    argv = sys.argv if argv is None else argv
+    if not argv or os.path.basename(argv[0]) not in ("sparsecheck", "-m"):
+        return
+    if not _one_worker(argv):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    read_ahead_of_imports(argv)
+
+
+def _one_worker(argv: list[str]) -> bool:
+    """Whether ``argv`` asks for ``--workers 1`` (then numpy's BLAS keeps its threads)."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(arg == "--workers=1" or (arg == "--workers" and value == "1") for arg, value in pairs)
 
 
 def read_ahead_of_imports(argv: list[str] | None = None) -> threading.Thread | None:

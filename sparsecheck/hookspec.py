@@ -95,8 +95,9 @@ def sparsecheck_collect_file(path: Path, config: Config) -> SpecFile | None:
 
     Called for files given on the command line and for files matching the naming rule
     (``*.sparsecheck.yaml``) in folders.  Under ``sparsecheck validate``,
-    ``config.getoption("unset_env")`` is a list: an unset ``${env:NAME}`` is appended to it (as
-    ``load_spec`` does), not raised, so the rest of the file is still checked.
+    ``config.getoption("spec_problems")`` is a ``SpecProblems`` (``sparsecheck.spec._loader``):
+    an unset ``${env:NAME}`` or an error that leaves the rest of the file readable is added to
+    it, not raised, so every problem of the file is listed.
     """
 
 

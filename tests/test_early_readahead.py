@@ -56,3 +56,27 @@ def test_diff_asks_for_both_sides_alternately(tmp_path: Path, monkeypatch: pytes
 )
 def test_nothing_happens_for_other_commands_and_programs(argv: list[str]) -> None:
     assert _early.read_ahead_of_imports(argv) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "threads"),
+    [
+        (["/venv/bin/sparsecheck", "run", "specs"], "1"),
+        (["-m", "diff", "a", "b", "--workers", "2"], "1"),
+        (["/venv/bin/sparsecheck", "run", "specs", "--workers", "1"], None),
+        (["/venv/bin/sparsecheck", "run", "specs", "--workers=1"], None),
+        (["/venv/bin/python", "script.py"], None),  # the package imported by another program
+    ],
+)
+def test_the_command_gives_numpy_blas_one_thread_unless_one_worker(
+    argv: list[str], threads: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    _early.prepare_command_process(argv)
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == threads
+
+
+def test_a_users_blas_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
+    _early.prepare_command_process(["/venv/bin/sparsecheck", "run", "specs"])
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "8"

@@ -38,7 +38,7 @@ def sparsecheck_collect_file(path: Path, config: Config) -> SpecFile | None:
     """Load ``.yaml``/``.yml`` files as spec files; leave other files to other plugins."""
     if path.suffix.lower() not in SPEC_SUFFIXES:
         return None
-    return load_spec(path, config.metrics, config.getoption("vars"), unset_env=config.getoption("unset_env"))
+    return load_spec(path, config.metrics, config.getoption("vars"), config.getoption("spec_problems"))
 
 
 def collect(config: Config, paths: Sequence[Path]) -> list[Check]:

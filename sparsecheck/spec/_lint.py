@@ -1,12 +1,15 @@
 """``sparsecheck validate``: every spec file loaded without reading a checkpoint, each problem one
 ``path:line:col: message`` line, and optionally whether local checkpoint paths exist.
 
-A problem in one file does not stop the others from being checked.  An unset ``${env:NAME}``
-is a warning (CI jobs that lint specs rarely have the variables of the job that runs them), and
-the file is checked with ``$NAME`` in its place.  ``check_paths`` resolves each checkpoint of a
-spec's table as ``run`` does (relative paths from the spec file's folder); what ``run`` does not
-read as a local path (a step's output, a URL, a hub id: ``org/name`` with no ``org/`` folder
-there, or with a ``revision``; a path built from an unset variable) is not checked, only counted.
+A problem in one file does not stop the others from being checked, nor, within a file, an error
+in one ``checks:`` entry the other entries (an error in the file's structure, ``vars``,
+``checkpoints``, ``steps`` or ``templates`` does: what follows depends on it). An unset
+``${env:NAME}`` is a warning (CI jobs that lint specs rarely have the variables of the job that
+runs them), and the file is checked with ``$NAME`` in its place. ``check_paths`` resolves each
+checkpoint of a spec's table as ``run`` does (relative paths from the spec file's folder); what
+``run`` does not read as a local path (a step's output, a URL, a hub id: ``org/name`` with no
+``org/`` folder there, or with a ``revision``; a path built from an unset variable) is not
+checked, only counted.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from sparsecheck.checkpoints._remote import URL
 from sparsecheck.errors import Location, UsageError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.spec._collect import load_file, spec_files
+from sparsecheck.spec._loader import SpecProblems
 from sparsecheck.spec._model import CheckpointRef, SpecFile
-from sparsecheck.spec._variables import UnsetEnv
 
 #: What ``--check-paths`` does not check, in the order the summary counts them.
 NOT_LOCAL = ("step output", "URL", "hub id", "path with an unset variable")
@@ -93,8 +96,8 @@ def _count(n: int, noun: str) -> str:
 def lint(pluginmanager: pluggy.PluginManager, paths: Sequence[Path], check_paths: bool = False) -> LintResult:
     """Load every spec file under ``paths`` with the plugins of ``pluginmanager`` and collect each
     file's problems, in file and line order."""
-    unset_env: list[UnsetEnv] = []
-    config = Config(pluginmanager, {"unset_env": unset_env})
+    problems = SpecProblems()
+    config = Config(pluginmanager, {"spec_problems": problems})
     result = LintResult()
     existing = []
     for path in paths:
@@ -103,14 +106,15 @@ def lint(pluginmanager: pluggy.PluginManager, paths: Sequence[Path], check_paths
         else:
             result.findings.append(Finding(str(path), "no such file or folder"))
     for file, explicit in spec_files(config, existing):
-        found: list[Finding] = []
-        seen = len(unset_env)
+        seen_unset, seen_errors = len(problems.unset_env), len(problems.errors)
+        stopped: list[UsageError] = []
         try:
             spec = load_file(config, file, explicit)
         except UsageError as exc:
-            spec = None
-            found.append(Finding(exc.location or str(file), exc.message))
-        unset = unset_env[seen:]
+            spec, stopped = None, [exc]
+        errors = [*problems.errors[seen_errors:], *stopped]
+        found = [Finding(error.location or str(file), error.message) for error in errors]
+        unset = problems.unset_env[seen_unset:]
         for variable in unset:
             message = f"environment variable {variable.name!r} is not set (checked as {variable.placeholder})"
             found.append(Finding(variable.location, message, warning=True))

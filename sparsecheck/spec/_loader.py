@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,27 @@ _BAD_ID_CHARACTERS = re.compile(r"[\s:\[\]]")
 MAX_SPEC_BYTES = 16 << 20
 
 
+@dataclass
+class SpecProblems:
+    """What ``sparsecheck validate`` collects where ``run`` stops: unset ``${env:NAME}``
+    references (each then stands as ``$NAME``) and the errors of single ``checks:`` entries (the
+    other entries are still loaded)."""
+
+    unset_env: list[UnsetEnv] = field(default_factory=list)
+    errors: list[SpecError] = field(default_factory=list)
+
+
 def load_spec(
     path: Path,
     metrics: Mapping[str, Metric],
     overrides: Mapping[str, Any] | None = None,
-    unset_env: list[UnsetEnv] | None = None,
+    problems: SpecProblems | None = None,
 ) -> SpecFile:
     """Load and validate the spec file at ``path`` against the registered ``metrics``;
-    ``overrides`` replace (or add) ``vars:`` values.  Given ``unset_env`` (a list), an unset
-    ``${env:NAME}`` is appended to it and stands as ``$NAME`` (``validate``), not an error.
+    ``overrides`` replace (or add) ``vars:`` values.  Given ``problems``, an unset
+    ``${env:NAME}`` and an error in one ``checks:`` entry are added to it, not raised, and the
+    spec holds the other checks (references between checks are then checked only when there
+    was no such error).
 
     Every problem is a :class:`SpecError` at the offending file:line:column.  A checkpoint
     source naming an existing local file or folder (relative ones relative to ``path.parent``)
@@ -62,6 +75,7 @@ def load_spec(
             Location(filename, 1, 1),
         )
     validate_document(document)
+    unset_env = problems.unset_env if problems is not None else None
     variables = spec_variables(document.get("vars"), overrides=overrides, unset_env=unset_env)
     checkpoints = _checkpoints(document.get("checkpoints"), variables, path.parent)
     steps, produced = load_steps(document.get("steps"), variables, checkpoints, path)
@@ -69,16 +83,25 @@ def load_spec(
     templates: YamlMap = document.get("templates") or YamlMap(document.location)
     checks: list[Check] = []
     first_seen: dict[str, Location] = {}
+    errors: list[SpecError] = []
     for node in document["checks"]:
-        for check in _expand(node, templates, variables, path, checkpoints, metrics):
-            if check.id in first_seen:
-                raise SpecError(
-                    f"duplicate check id {check.id!r} (first at line {first_seen[check.id].line})",
-                    check.location,
-                )
-            first_seen[check.id] = check.location
-            checks.append(check)
-    validate_references(checks)
+        try:
+            for check in _expand(node, templates, variables, path, checkpoints, metrics):
+                if check.id in first_seen:
+                    raise SpecError(
+                        f"duplicate check id {check.id!r} (first at line {first_seen[check.id].line})",
+                        check.location,
+                    )
+                first_seen[check.id] = check.location
+                checks.append(check)
+        except SpecError as exc:
+            if problems is None:
+                raise
+            errors.append(exc)
+    if problems is not None:
+        problems.errors += errors
+    if not errors:
+        validate_references(checks)
     return SpecFile(path=path, checkpoints=checkpoints, checks=checks, steps=steps)
 
 

@@ -73,6 +73,29 @@ def test_every_files_problems_are_listed_and_an_unset_variable_is_a_warning(tmp_
     assert (with_it.code, with_it.err, with_it.out) == (ExitCode.OK, "", "ok: 3 checks in 2 spec files\n")
 
 
+def test_every_bad_check_of_a_file_is_listed(tmp_path: Path) -> None:
+    checks = [
+        _check("a"),
+        "  - {id: b, metric: update_sparsty, args: {base: base, tuned: tuned}}\n",
+        _check("c", ", expect: {gt: {check: b}}"),  # refers to a bad check: not an error of its own
+        "  - {id: d, metric: update_sparsity, args: {base: base, tuned: tuned, tol: fast}}\n",
+        _check("a"),
+    ]
+    text = "version: 1\ncheckpoints: {base: x, tuned: y}\nchecks:\n" + "".join(checks)
+    write_spec(tmp_path, text, "s.sparsecheck.yaml")
+    result = run_console_script(tmp_path, "validate", "s.sparsecheck.yaml")
+    assert result.code == ExitCode.USAGE_ERROR
+    assert [line.split(": ", 1) for line in _lines(result.err)] == [
+        ["s.sparsecheck.yaml:5:21", "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"],
+        ["s.sparsecheck.yaml:7:76", "args.tol: expected a number, got 'fast'"],
+        ["s.sparsecheck.yaml:8:5", "duplicate check id 'a' (first at line 4)"],
+    ]
+    assert result.out == "failed: 3 errors in 1 of 1 spec files\n"
+    ran = run_console_script(tmp_path, "run", "s.sparsecheck.yaml")  # run stops at the first
+    assert ran.code == ExitCode.USAGE_ERROR
+    assert _lines(ran.err) == ["sparsecheck: error: " + _lines(result.err)[0]]
+
+
 def test_a_missing_path_and_a_file_no_collector_reads_are_errors_among_the_others(tmp_path: Path) -> None:
     write_spec(tmp_path, "version: 1\ncheckpoints: {base: x, tuned: y}\nchecks:\n" + _check("c"), "ok.yaml")
     (tmp_path / "notes.txt").write_text("not a spec")

@@ -81,6 +81,12 @@ static inline uint16_t bf16_round_f64(double d) {
 }
 
 #define BF16_ROUND(x) _Generic((x), double: bf16_round_f64, default: bf16_round)(x)
+/* The same for finite values, without the NaN branch (float32: vectorizable). */
+static inline uint16_t bf16_round_finite(float f) {
+    uint32_t u = bits_of_f32(f);
+    return (uint16_t)((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
+}
+#define FINITE_BF16_ROUND(x) _Generic((x), double: bf16_round_f64, default: bf16_round_finite)(x)
 
 
 static float f16_table[65536];
@@ -95,8 +101,8 @@ typedef struct {
     int dense;
     /* chunk scratch, CHUNK entries each */
     uint32_t *where;
-    void *delta, *va, *vb, *gathered; /* W, W, W, 2 x S */
-    uint8_t *differ, *hit; /* BLOCK and 2 x BLOCK bytes */
+    void *gathered; /* 2 x S */
+    uint8_t *hit; /* BLOCK flag bytes */
     uint8_t *hitbits, *nanbits, *differbits; /* CHUNK bits each */
     uint8_t *cand; /* CHUNK bytes: where bits differ */
 } State;
@@ -113,71 +119,138 @@ static void pack(const uint8_t *hit, size_t n, uint8_t *out) {
     for (size_t k = whole * 8; k < n; k++) out[whole] |= (uint8_t)(hit[k] << (k & 7));
 }
 
+/* Bit `bit` of each flag byte to little-order bits (as pack, for the flags judge writes). */
+static void pack_flag(const uint8_t *flags, size_t n, int bit, uint8_t *out) {
+    size_t whole = n / 8;
+    for (size_t j = 0; j < whole; j++) {
+        uint64_t x;
+        memcpy(&x, flags + 8 * j, 8);
+        x = (x >> bit) & 0x0101010101010101ull;
+        out[j] = (uint8_t)((x * 0x0102040810204080ull) >> 56);
+    }
+    if (n % 8) out[whole] = 0;
+    for (size_t k = whole * 8; k < n; k++) out[whole] |= (uint8_t)(((flags[k] >> bit) & 1u) << (k & 7));
+}
+
 /* Judge n aligned entries (a whole chunk, or the gathered entries of it whose bits differ) in
- * blocks of BLOCK that stay in the L1 cache: the changed bits under both of the reference's
- * rules (for a chunk whose |Δ| has a NaN, and for one without), chosen at the chunk's end into
- * s->hitbits.  Returns the entries that moved; adds to the counts in s.  S the stored type, U
+ * blocks of BLOCK that stay in the L1 cache, one fused loop per block writing a flag byte per
+ * entry: bit 0 the entry moved, bit 1 changed under the reference's rule for a chunk without a
+ * NaN |Δ|, bit 2 under its rule for a chunk with one (chosen at the chunk's end into
+ * s->hitbits).  Returns the entries that moved; adds to the counts in s.  S the stored type, U
  * its bits, W the compute type (float32; float64 for float64), UW W's bits, INF +inf's bits,
  * WIDEN(x) the stored value as W, TO_F32(w) w as the float32 that rounds to w's bfloat16.
- * Loops are simple so that the compiler vectorizes them. */
-#define DEFINE_KIND(NAME, S, U, W, UW, INF, WIDEN, ABS, TO_F32)                                          \
+ * block_##NAME is inlined with constant policy and bf16_check, so each variant's loop is
+ * branch-free and the compiler vectorizes it. */
+#define DEFINE_KIND(NAME, S, U, W, UW, INF, EXP, WIDEN, ABS, TO_F32)                                     \
+    /* A block without NaN or ±inf on either side (the common case), in one lean loop: there     \
+     * |Δ| is never NaN, an entry moved iff |Δ| != 0 (bits that differ with |Δ| == 0 are ±0),   \
+     * both rules agree, and a change beyond the bound implies a move.  Returns 0 (and changes  \
+     * nothing) when the block has such a value: block_##NAME then judges it in full. */       \
+    static inline __attribute__((always_inline)) int finite_block_##NAME(                        \
+        const S *restrict A, const S *restrict B, size_t len, uint8_t *restrict flags, const int policy, \
+        const int bf16_check, const W tol, unsigned *count, UW *top, long long *bf16) {           \
+        const U *restrict UA = (const U *)A, *restrict UB = (const U *)B;                        \
+        U special = 0;                                                                           \
+        for (size_t k = 0; k < len; k++)                                                         \
+            special |= (U)(((UA[k] & (U)EXP) == (U)EXP) | ((UB[k] & (U)EXP) == (U)EXP));         \
+        if (special) return 0;                                                                   \
+        unsigned moved = 0;                                                                      \
+        UW blocktop = 0;                                                                         \
+        long long rounded = 0;                                                                   \
+        for (size_t k = 0; k < len; k++) {                                                       \
+            W x = WIDEN(A[k]), y = WIDEN(B[k]);                                                  \
+            W d = ABS(x - y);                                                                    \
+            UW db;                                                                               \
+            memcpy(&db, &d, sizeof db); /* |Δ| >= 0: bits order as values */                     \
+            W bound = tol;                                                                       \
+            if (policy == POLICY_RTOL) {                                                         \
+                W ax = ABS(x), ay = ABS(y);                                                      \
+                bound = tol * (ax > ay ? ax : ay);                                               \
+            }                                                                                    \
+            uint8_t differ = (uint8_t)(d != 0);                                                  \
+            uint8_t hit = policy == POLICY_EXACT ? differ : (uint8_t)(d > bound);                \
+            moved += differ;                                                                     \
+            blocktop = db > blocktop ? db : blocktop;                                            \
+            flags[k] = (uint8_t)(differ | (hit << 1) | (hit << 2));                              \
+            if (bf16_check) {                                                                    \
+                uint16_t ra = FINITE_BF16_ROUND(x), rb = FINITE_BF16_ROUND(y);                   \
+                rounded += (ra != rb) & (((ra | rb) & 0x7FFFu) != 0);                            \
+            }                                                                                    \
+        }                                                                                        \
+        *count += moved;                                                                         \
+        *top = blocktop > *top ? blocktop : *top;                                                  \
+        *bf16 += rounded;                                                                        \
+        return 1;                                                                                \
+    }                                                                                            \
+    /* Returns 1 where the block had no NaN or ±inf (then bit 2 of each flag equals bit 1). */ \
+    static inline __attribute__((always_inline)) int block_##NAME(                              \
+        const S *restrict A, const S *restrict B, size_t len, uint8_t *restrict flags, const int policy, \
+        const int bf16_check, const W tol, unsigned *count, UW *top, UW *nans, long long *bf16) {  \
+        if (finite_block_##NAME(A, B, len, flags, policy, bf16_check, tol, count, top, bf16)) return 1; \
+        const U *restrict UA = (const U *)A, *restrict UB = (const U *)B;                        \
+        unsigned moved = 0;                                                                      \
+        UW blocktop = 0, blocknan = 0;                                                           \
+        long long rounded = 0;                                                                   \
+        for (size_t k = 0; k < len; k++) {                                                       \
+            W x = WIDEN(A[k]), y = WIDEN(B[k]);                                                  \
+            W d = ABS(x - y);                                                                    \
+            UW db;                                                                               \
+            memcpy(&db, &d, sizeof db); /* |Δ| >= 0: bits order as values */                     \
+            uint8_t differ = (uint8_t)((UA[k] != UB[k]) & (db != 0));                            \
+            moved += differ;                                                                     \
+            blocknan |= (UW)(db > (UW)INF);                                                      \
+            /* the largest moved |Δ|; a NaN one counts as inf */                                  \
+            UW v = differ ? (db < (UW)INF ? db : (UW)INF) : 0;                                   \
+            blocktop = v > blocktop ? v : blocktop;                                              \
+            uint8_t plain = differ, nanrule = differ;                                            \
+            if (policy != POLICY_EXACT) {                                                        \
+                /* a change to or from NaN or ±inf is changed under every policy */              \
+                uint8_t wild = (uint8_t)(differ & !((x - x == 0) & (y - y == 0)));               \
+                W bound = tol;                                                                   \
+                if (policy == POLICY_RTOL) {                                                     \
+                    W ax = ABS(x), ay = ABS(y);                                                  \
+                    bound = (ax != ax || ay != ay) ? (W)NAN : tol * (ax > ay ? ax : ay);         \
+                }                                                                                \
+                plain = (uint8_t)((d > bound) | wild);                                           \
+                nanrule = (uint8_t)((differ & !(d <= bound)) | wild);                            \
+            }                                                                                    \
+            flags[k] = (uint8_t)(differ | (plain << 1) | (nanrule << 2));                        \
+            if (bf16_check) {                                                                    \
+                uint16_t ra = BF16_ROUND(x), rb = BF16_ROUND(y);                                 \
+                rounded += (ra != rb) & (((ra | rb) & 0x7FFFu) != 0);                            \
+            }                                                                                    \
+        }                                                                                        \
+        *count += moved;                                                                         \
+        *top = blocktop > *top ? blocktop : *top;                                                \
+        *nans |= blocknan;                                                                       \
+        *bf16 += rounded;                                                                        \
+        return 0;                                                                                \
+    }                                                                                            \
     TARGETS static long long judge_##NAME(State *s, const S *restrict a, const S *restrict b, size_t n) { \
-        W *restrict delta = (W *)s->delta, *restrict va = (W *)s->va, *restrict vb = (W *)s->vb; \
-        uint8_t *restrict differ = s->differ, *restrict plain = s->hit, *restrict nanrule = s->hit + BLOCK; \
-        const U *restrict ua = (const U *)a, *restrict ub = (const U *)b;                        \
-        const int policy = s->policy;                                                            \
+        uint8_t *restrict flags = s->hit;                                                        \
         const W tol = (W)s->tol;                                                                 \
         UW top = 0, nans = 0;                                                                    \
-        long long moved = 0, bf16 = 0;                                                           \
+        long long bf16 = 0;                                                                      \
+        unsigned moved = 0;                                                                      \
         for (size_t s0 = 0; s0 < n; s0 += BLOCK) {                                               \
             size_t len = n - s0 < BLOCK ? n - s0 : BLOCK;                                        \
             const S *A = a + s0, *B = b + s0;                                                    \
-            const U *UA = ua + s0, *UB = ub + s0;                                                \
-            for (size_t k = 0; k < len; k++) {                                                   \
-                W x = WIDEN(A[k]), y = WIDEN(B[k]);                                              \
-                va[k] = x; vb[k] = y; delta[k] = ABS(x - y);                                     \
+            int finite;                                                                          \
+            switch (s->policy * 2 + (s->bf16_check != 0)) {                                      \
+            case 0: finite = block_##NAME(A, B, len, flags, POLICY_EXACT, 0, tol, &moved, &top, &nans, &bf16); break; \
+            case 1: finite = block_##NAME(A, B, len, flags, POLICY_EXACT, 1, tol, &moved, &top, &nans, &bf16); break; \
+            case 2: finite = block_##NAME(A, B, len, flags, POLICY_ATOL, 0, tol, &moved, &top, &nans, &bf16); break; \
+            case 3: finite = block_##NAME(A, B, len, flags, POLICY_ATOL, 1, tol, &moved, &top, &nans, &bf16); break; \
+            case 4: finite = block_##NAME(A, B, len, flags, POLICY_RTOL, 0, tol, &moved, &top, &nans, &bf16); break; \
+            default: finite = block_##NAME(A, B, len, flags, POLICY_RTOL, 1, tol, &moved, &top, &nans, &bf16); break; \
             }                                                                                    \
-            const UW *restrict dbits = (const UW *)delta; /* |Δ| >= 0: bits order as values */  \
-            unsigned count = 0;                                                                  \
-            UW blocktop = 0, blocknan = 0;                                                       \
-            for (size_t k = 0; k < len; k++)                                                     \
-                differ[k] = (uint8_t)((UA[k] != UB[k]) & (dbits[k] != 0));                       \
-            for (size_t k = 0; k < len; k++) count += differ[k];                                 \
-            for (size_t k = 0; k < len; k++) {                                                   \
-                UW db = dbits[k];                                                                \
-                blocknan |= db > (UW)INF;                                                        \
-                /* the largest moved |Δ|; a NaN one counts as inf */                              \
-                UW v = differ[k] ? (db < (UW)INF ? db : (UW)INF) : 0;                            \
-                blocktop = v > blocktop ? v : blocktop;                                          \
-            }                                                                                    \
-            moved += count;                                                                      \
-            nans |= blocknan;                                                                    \
-            top = blocktop > top ? blocktop : top;                                               \
-            if (policy == POLICY_EXACT) {                                                        \
-                memcpy(plain, differ, len); memcpy(nanrule, differ, len);                        \
-            } else {                                                                             \
-                /* a change to or from NaN or ±inf is changed under every policy */              \
-                for (size_t k = 0; k < len; k++) {                                               \
-                    W x = va[k], y = vb[k];                                                      \
-                    uint8_t wild = (uint8_t)(differ[k] & !((x - x == 0) & (y - y == 0)));         \
-                    W bound = tol;                                                               \
-                    if (policy == POLICY_RTOL) {                                                 \
-                        W ax = ABS(x), ay = ABS(y);                                              \
-                        bound = (ax != ax || ay != ay) ? (W)NAN : tol * (ax > ay ? ax : ay);     \
-                    }                                                                            \
-                    plain[k] = (uint8_t)((delta[k] > bound) | wild);                             \
-                    nanrule[k] = (uint8_t)((differ[k] & !(delta[k] <= bound)) | wild);           \
-                }                                                                                \
-            }                                                                                    \
-            if (s->bf16_check) {                                                                 \
-                for (size_t k = 0; k < len; k++) {                                               \
-                    uint16_t ra = BF16_ROUND(va[k]), rb = BF16_ROUND(vb[k]);                    \
-                    bf16 += (ra != rb) & (((ra | rb) & 0x7FFFu) != 0);                           \
-                }                                                                                \
-            }                                                                                    \
-            pack(plain, len, s->hitbits + s0 / 8);                                               \
-            pack(nanrule, len, s->nanbits + s0 / 8);                                             \
-            pack(differ, len, s->differbits + s0 / 8);                                           \
+            pack_flag(flags, len, 1, s->hitbits + s0 / 8);                                      \
+            if (finite)                                                                          \
+                memcpy(s->nanbits + s0 / 8, s->hitbits + s0 / 8, (len + 7) / 8);                 \
+            else                                                                                 \
+                pack_flag(flags, len, 2, s->nanbits + s0 / 8);                                   \
+            if (moved < 2 * HIST_SAMPLES) /* else the histogram samples with a stride > 1 */    \
+                pack_flag(flags, len, 0, s->differbits + s0 / 8);                                \
         }                                                                                        \
         if (moved == 0) return 0;                                                                \
         size_t nbytes = (n + 7) / 8;                                                             \
@@ -198,7 +271,7 @@ static void pack(const uint8_t *hit, size_t n, uint8_t *out) {
             uint32_t bin = (bits_of_f32((float)d) >> HIST_SHIFT) & (HIST_BINS - 1);              \
             if (bin != 0 && bin < HIST_NONFINITE) s->histogram[bin] += (int64_t)stride;          \
         }                                                                                        \
-        return moved;                                                                            \
+        return (long long)moved;                                                                 \
     }                                                                                            \
     TARGETS static void compare_##NAME(State *s, const S *a, const S *b, size_t size, uint8_t *packed) { \
         const U *ua = (const U *)a, *ub = (const U *)b;                                          \
@@ -240,10 +313,10 @@ static void pack(const uint8_t *hit, size_t n, uint8_t *out) {
 #define WIDEN_BF16(x) f32_from_bits((uint32_t)(x) << 16)
 #define WIDEN_F16(x) f16_table[x]
 #define WIDEN_SAME(x) (x)
-DEFINE_KIND(bf16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_BF16, fabsf, (float))
-DEFINE_KIND(f16, uint16_t, uint16_t, float, int32_t, 0x7F800000, WIDEN_F16, fabsf, (float))
-DEFINE_KIND(f32, float, uint32_t, float, int32_t, 0x7F800000, WIDEN_SAME, fabsf, (float))
-DEFINE_KIND(f64, double, uint64_t, double, int64_t, 0x7FF0000000000000ll, WIDEN_SAME, fabs, f32_round_to_odd)
+DEFINE_KIND(bf16, uint16_t, uint16_t, float, int32_t, 0x7F800000, 0x7F80u, WIDEN_BF16, fabsf, (float))
+DEFINE_KIND(f16, uint16_t, uint16_t, float, int32_t, 0x7F800000, 0x7C00u, WIDEN_F16, fabsf, (float))
+DEFINE_KIND(f32, float, uint32_t, float, int32_t, 0x7F800000, 0x7F800000u, WIDEN_SAME, fabsf, (float))
+DEFINE_KIND(f64, double, uint64_t, double, int64_t, 0x7FF0000000000000ll, 0x7FF0000000000000ull, WIDEN_SAME, fabs, f32_round_to_odd)
 
 static void compare_span(State *s, int kind, const char *a, const char *b, size_t size, uint8_t *packed) {
     switch (kind) {
@@ -301,19 +374,15 @@ static PyObject *py_compare(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "buffer sizes do not match");
         goto done;
     }
-    State s = {policy, bf16_check, tol, 0, 0, 0, 0.0, (int64_t *)hist.buf, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    State s = {policy, bf16_check, tol, 0, 0, 0, 0.0, (int64_t *)hist.buf, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     s.where = malloc(CHUNK * sizeof(uint32_t));
-    s.delta = malloc(CHUNK * sizeof(double));
-    s.va = malloc(CHUNK * sizeof(double));
-    s.vb = malloc(CHUNK * sizeof(double));
     s.gathered = malloc(2 * CHUNK * sizeof(double));
-    s.differ = malloc(CHUNK);
-    s.hit = malloc(CHUNK);
+    s.hit = malloc(BLOCK);
     s.cand = malloc(CHUNK);
     s.hitbits = malloc(CHUNK / 8);
     s.nanbits = malloc(CHUNK / 8);
     s.differbits = malloc(CHUNK / 8);
-    if (!s.where || !s.delta || !s.va || !s.vb || !s.gathered || !s.differ || !s.hit || !s.hitbits || !s.nanbits || !s.differbits || !s.cand) {
+    if (!s.where || !s.gathered || !s.hit || !s.hitbits || !s.nanbits || !s.differbits || !s.cand) {
         PyErr_NoMemory();
     } else {
         Py_BEGIN_ALLOW_THREADS
@@ -322,7 +391,7 @@ static PyObject *py_compare(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
         result = Py_BuildValue("LLLd", s.changed, s.moved, s.changed_if_bf16, s.max_abs_delta);
     }
-    free(s.where); free(s.delta); free(s.va); free(s.vb); free(s.gathered); free(s.differ); free(s.hit); free(s.hitbits); free(s.nanbits); free(s.differbits); free(s.cand);
+    free(s.where); free(s.gathered); free(s.hit); free(s.hitbits); free(s.nanbits); free(s.differbits); free(s.cand);
 done:
     PyBuffer_Release(&a); PyBuffer_Release(&b); PyBuffer_Release(&packed); PyBuffer_Release(&hist);
     return result;
