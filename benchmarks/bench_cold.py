@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "specs" / "examples"))
 from bench_compare import DEFAULT_DATA, FLOOR, build, compile_bytecode, measure, peak_pss
+from generate import write_safetensors
 
 LLAMA7B = {"hidden": 4096, "intermediate": 11008, "layers": 32, "vocab": 32000}
 
@@ -82,33 +84,12 @@ def build_7b(root: Path) -> tuple[Path, Path]:
             weight_map[name] = shard
             total += a.nbytes
         for side, tensors in zip((base, tuned), sides, strict=True):
-            save_bf16(tensors, side / shard)
+            write_safetensors(side / shard, tensors)
         del sides
     for side in (base, tuned):
         index_json = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (side / "model.safetensors.index.json").write_text(json.dumps(index_json))
     return base, tuned
-
-
-def save_bf16(tensors: dict[str, np.ndarray], path: Path) -> None:
-    """Write uint16 arrays (bfloat16 bits) as a BF16 safetensors file, atomically (safetensors'
-    numpy API has no bfloat16)."""
-    header, offset = {}, 0
-    for name, array in tensors.items():
-        header[name] = {
-            "dtype": "BF16",
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + array.nbytes],
-        }
-        offset += array.nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    partial = path.with_name(path.name + ".tmp")
-    with open(partial, "wb") as handle:
-        handle.write(len(raw).to_bytes(8, "little") + raw)
-        for array in tensors.values():
-            np.ascontiguousarray(array).tofile(handle)
-    partial.rename(path)
 
 
 def drop_caches() -> None:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_cold import llama7b_shapes, save_bf16
+from bench_cold import llama7b_shapes, write_safetensors
 from bench_compare import DEFAULT_DATA
 
 HIDDEN, INTERMEDIATE, LAYERS, VOCAB = 1024, 2816, 8, 32000
@@ -60,7 +60,7 @@ def build(root: Path, steps: int) -> tuple[Path, Path]:
         if step:  # each step moves ~5% of the entries (some back to where they were)
             for tensor in state.values():
                 tensor ^= (rng.random(tensor.shape) < 0.05).astype(np.uint16)
-        save_bf16(state, folder_step / "model.safetensors")
+        write_safetensors(folder_step / "model.safetensors", state)
     return base, run
 
 

@@ -10,7 +10,11 @@ Each generated part of README.md sits between ``<!-- readme-numbers: NAME -->`` 
   blocks left out, the home folder shown as ``~``);
 - ``demo-numbers``: the numbers the findings under the table rest on, from the demo's JSON report;
 - ``quickstart``: ``specs/examples/generate.py`` and a ``sparsecheck diff`` of two of the
-  checkpoints it wrote, run from the repository root as the Quickstart shows them.
+  checkpoints it wrote, run from the repository root as the Quickstart shows them;
+- ``bench-engine``, ``bench-cold-336m``, ``bench-cold-7b``: the output of
+  ``benchmarks/bench_engine.py`` and ``benchmarks/bench_cold.py --pair 336m|7b``, quoted from a
+  saved run (``--bench PART=LOG``: the benchmarks need root and a quiet machine, and the 7B one
+  about 30 minutes, so they are run apart).
 
 Usage (from the repository root)::
 
@@ -19,6 +23,7 @@ Usage (from the repository root)::
     python scripts/readme_numbers.py --demo-log demo.out --time-log demo.time --demo-out sparsecheck-demo
         # a demo run already: `/usr/bin/time -v -o demo.time sparsecheck demo > demo.out`
     python scripts/readme_numbers.py --check          # exit 1 when the README is not what the runs print
+    python scripts/readme_numbers.py --skip-demo --bench bench-cold-7b=7b.log  # quote a benchmark's run
 
 Exit status: 0 when the README was written (or, with ``--check``, is up to date), 1 when it is not
 up to date, 2 when a run failed or a marker is missing.
@@ -49,6 +54,8 @@ QUICKSTART_DIFF = [
 ]
 #: Lines of the diff output quoted (the rest is elided).
 QUICKSTART_LINES = 30
+#: The README parts that quote a benchmark's saved output.
+BENCH_PARTS = ("bench-engine", "bench-cold-336m", "bench-cold-7b")
 
 
 def sparsecheck() -> str:
@@ -192,6 +199,14 @@ def replace_part(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text, count=1)
 
 
+def quote_bench(text: str, item: str) -> str:
+    """``text`` with the part named by ``item`` (``PART=LOG``) holding the log, as a code block."""
+    part, _, log = item.partition("=")
+    if part not in BENCH_PARTS or not log:
+        sys.exit(f"readme_numbers: --bench {item}: expected PART=LOG, PART one of {', '.join(BENCH_PARTS)}")
+    return replace_part(text, part, "```\n" + Path(log).read_text().strip("\n") + "\n```")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -201,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-log", type=Path, help="/usr/bin/time -v's report of that run")
     parser.add_argument("--tiny", action="store_true", help="run `demo --tiny` (to try the script)")
     parser.add_argument("--skip-demo", action="store_true", help="rewrite only the quickstart part")
+    parser.add_argument(
+        "--bench",
+        action="append",
+        default=[],
+        metavar="PART=LOG",
+        help=f"quote a benchmark's saved output in that part ({', '.join(BENCH_PARTS)})",
+    )
     parser.add_argument(
         "--check", action="store_true", help="do not write; exit 1 if the README would change"
     )
@@ -230,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         text = replace_part(text, "demo-output", "```\n" + quoted_demo_output(stdout) + "\n```")
         text = replace_part(text, "demo-numbers", demo_numbers(report))
     text = replace_part(text, "quickstart", run_quickstart())
+    for item in args.bench:
+        text = quote_bench(text, item)
     if args.check:
         return 0 if text == README.read_text(encoding="utf-8") else 1
     tmp = README.with_suffix(".md.tmp")

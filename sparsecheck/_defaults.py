@@ -1,5 +1,5 @@
 """Option defaults from ``[tool.sparsecheck]`` in ``pyproject.toml`` and from ``SPARSECHECK_*``
-environment variables, for ``run`` and ``diff``, and ``paths`` and ``check-paths`` for ``validate``.
+environment variables, for ``run`` and ``diff``, and ``paths``, ``check-paths`` and ``var`` for ``validate``.
 
 Precedence: the command line, then the environment, then the file, then sparsecheck's own
 defaults.  A key is an option's long name (``cache-dir``, ``workers``, ``json``, ``baseline``,

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 CONFIGURED_COMMANDS: dict[str, tuple[str, ...] | None] = {
     "run": None,
     "diff": None,
-    "validate": ("paths", "check_paths"),
+    "validate": ("paths", "check_paths", "vars"),
 }
 
 
@@ -124,6 +124,17 @@ def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, .
         raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
 
 
+def _var_option() -> click.Option:
+    """``--var NAME=VALUE`` (``run``, ``demo``, ``validate``)."""
+    return click.Option(
+        ["--var", "vars"],
+        multiple=True,
+        metavar="NAME=VALUE",
+        callback=_parse_vars,
+        help="Set a spec variable (${NAME}), overriding its vars: value; VALUE is read as YAML.",
+    )
+
+
 #: Options of spec runs that mean nothing to ``diff`` and ``mask`` (no spec, no pass/fail).
 SPEC_RUN_ONLY = frozenset(
     {
@@ -153,13 +164,7 @@ def _session_options(
         click.Option(["-q", "--quiet"], count=True, help="Less output."),
         click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
         click.Option(["--strict-warnings"], is_flag=True, help="WARN counts as a failure (exit 1)."),
-        click.Option(
-            ["--var", "vars"],
-            multiple=True,
-            metavar="NAME=VALUE",
-            callback=_parse_vars,
-            help="Set a spec variable (${NAME}), overriding its vars: value; VALUE is read as YAML.",
-        ),
+        _var_option(),
         click.Option(
             ["--color"],
             type=click.Choice(["auto", "always", "never"]),
@@ -378,7 +383,20 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         help="Print the spec format's JSON Schema (with each metric's args).",
     )
     @click.option("--report-schema", is_flag=True, help="Print the JSON Schema of the --json report.")
-    def validate(paths: tuple[Path, ...], check_paths: bool, show_schema: bool, report_schema: bool) -> int:
+    @click.option(
+        "--annotations",
+        type=click.Choice(["github", "none"]),
+        help="Also print each problem as a GitHub Actions annotation at its spec line: github (the default "
+        "when GITHUB_ACTIONS=true) or none.",
+    )
+    def validate(
+        paths: tuple[Path, ...],
+        check_paths: bool,
+        show_schema: bool,
+        report_schema: bool,
+        annotations: str | None,
+        vars: dict[str, Any],
+    ) -> int:
         """Check spec files (syntax, keys, metrics and their arguments) without reading checkpoints.
 
         PATHS are spec files or folders (default: `paths` of [tool.sparsecheck] in pyproject.toml,
@@ -399,15 +417,21 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
 
             click.echo(json.dumps(schema_with_metrics(Config(pm, {}).metrics), indent=2, ensure_ascii=False))
             return ExitCode.OK
-        found = lint(pm, list(paths) or [Path.cwd()], check_paths)
+        found = lint(pm, list(paths) or [Path.cwd()], check_paths, vars)
         for finding in found.findings:
             click.echo(str(finding), err=True)
+        from sparsecheck.reports.annotations import annotations_format
+
+        if annotations_format(Config(pm, {"annotations": annotations})) == "github":
+            for finding in found.findings:  # the runner reads workflow commands on stdout
+                click.echo(finding.github())
         if found.exit_code == ExitCode.NO_CHECKS_COLLECTED:
             click.echo("no checks found", err=True)
         else:
             click.echo(found.summary(check_paths))
         return found.exit_code
 
+    validate.params.insert(1, _var_option())
     @cli.command()
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
     @click.option(

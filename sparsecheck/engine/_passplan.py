@@ -1,6 +1,7 @@
 """The plan of a read pass's ``prepare`` work: each name's group and wanting checks, and
 running the reducers' ``prepare`` for names in whichever process holds the plan (a forked worker
-or a Ray task), with what they memoized sent back by pickle."""
+or a Ray task), with what they memoized sent back by pickle (large arrays from forked workers
+through shared memory: :mod:`._shared`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
+from sparsecheck.engine._shared import SharedBuffers
 from sparsecheck.metrics._api import TensorGroup
 
 if TYPE_CHECKING:
@@ -99,29 +101,33 @@ def _reopen(rid: str) -> CheckpointReader:
 
 @dataclass
 class _Outcome:
-    """What a worker sends back for one name: the pickled memo entries, timings and errors."""
+    """What a worker sends back for one name: the pickled memo entries (with the names of the
+    shared-memory files of each entry's large buffers), timings and errors."""
 
-    memo: list[bytes]
+    memo: list[tuple[bytes, list[str]]]
     seconds: list[float]
     errors: dict[int, BaseException]
 
     def memo_values(self) -> dict[Any, Any]:
-        return dict(pickle.loads(entry) for entry in self.memo)
+        return dict(SharedBuffers.loads(data, shared) for data, shared in self.memo)
 
 
-def prepare_names(plan: PassPlan, names: Sequence[str]) -> list[_Outcome]:
-    """Run the reducers' ``prepare`` for ``names`` (in a worker) and return what they memoized."""
-    return [_prepare_one(plan, name) for name in names]
+def prepare_names(
+    plan: PassPlan, names: Sequence[str], shared: SharedBuffers | None = None
+) -> list[_Outcome]:
+    """Run the reducers' ``prepare`` for ``names`` (in a worker) and return what they memoized;
+    with ``shared``, large arrays go through shared memory."""
+    return [_prepare_one(plan, name, shared) for name in names]
 
 
-def _prepare_one(plan: PassPlan, name: str) -> _Outcome:
+def _prepare_one(plan: PassPlan, name: str, shared: SharedBuffers | None) -> _Outcome:
     group, items = plan.open_group(name, None)
     entry = Prepared(group, items).run()
     plan.release(name)
     memo = []
     for item in group.memoized.items():
         try:
-            memo.append(pickle.dumps(item, pickle.HIGHEST_PROTOCOL))
+            memo.append(shared.dumps(item) if shared else (pickle.dumps(item, pickle.HIGHEST_PROTOCOL), []))
         except Exception:  # the main process computes it again
             continue
     return _Outcome(memo, entry.seconds, {k: _portable(e) for k, e in entry.errors.items()})

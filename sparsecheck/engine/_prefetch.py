@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sparsecheck.checkpoints._watch import first_changed
 from sparsecheck.engine._passplan import PassPlan, Prepared, _Outcome, prepare_names
+from sparsecheck.engine._shared import SharedBuffers
 from sparsecheck.errors import SparsecheckError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 CAN_FORK = sys.platform == "linux"
 #: Tasks sent ahead per worker; a task is consecutive names of at least TASK_BYTES together
 #: (each task costs ~1 ms of queue and pickling work in three processes: 4 MiB tasks made a warm
-#: 336M-parameter pass 25% slower than 16 MiB ones, measured with benchmarks/bench_cold.py).
+#: 336M-parameter `sparsecheck diff` pass ~25% slower than 16 MiB ones, measured side by side).
 AHEAD_PER_WORKER = 2
 TASK_BYTES = 1 << 24
 
@@ -44,6 +45,7 @@ def available_cores() -> int:
 
 
 _JOB: PassPlan | None = None
+_SHARED: SharedBuffers | None = None
 
 
 def _start_worker() -> None:
@@ -58,7 +60,7 @@ def _start_worker() -> None:
 
 def _prepare_in_worker(names: Sequence[str]) -> list[_Outcome]:
     assert _JOB is not None, "workers are forked from a process with a job"
-    return prepare_names(_JOB, names)
+    return prepare_names(_JOB, names, _SHARED)
 
 
 def _tasks(names: Iterable[str], nbytes: Mapping[str, int], least: int = TASK_BYTES) -> Iterator[list[str]]:
@@ -98,8 +100,9 @@ def prepared(
     import multiprocessing  # here: a pass in one process never pays for importing these
     from concurrent.futures import ProcessPoolExecutor
 
-    global _JOB
+    global _JOB, _SHARED
     _JOB = plan
+    _SHARED = SharedBuffers() if SharedBuffers.available() else None
     context = multiprocessing.get_context("fork")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
     try:
@@ -115,6 +118,9 @@ def prepared(
     finally:
         _JOB = None
         pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish, queued ones go
+        if _SHARED is not None:
+            _SHARED.remove_leftovers()
+            _SHARED = None
 
 
 def _ray_task_bytes() -> int:

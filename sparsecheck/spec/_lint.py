@@ -15,9 +15,10 @@ checked, only counted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -45,6 +46,15 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.location}: {'warning: ' if self.warning else ''}{self.message}"
+
+    def github(self) -> str:
+        """The finding as a GitHub Actions workflow command, shown at its line in a pull request."""
+        from sparsecheck.reports.annotations import escape_data, escape_property
+
+        location = self.location if isinstance(self.location, Location) else Location(self.location)
+        properties = {"file": location.file, "line": location.line, "col": location.column}
+        shown = ",".join(f"{k}={escape_property(str(v))}" for k, v in properties.items() if v is not None)
+        return f"::{'warning' if self.warning else 'error'} {shown}::{escape_data(self.message)}"
 
 
 @dataclass
@@ -93,11 +103,17 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def lint(pluginmanager: pluggy.PluginManager, paths: Sequence[Path], check_paths: bool = False) -> LintResult:
-    """Load every spec file under ``paths`` with the plugins of ``pluginmanager`` and collect each
-    file's problems, in file and line order."""
+def lint(
+    pluginmanager: pluggy.PluginManager,
+    paths: Sequence[Path],
+    check_paths: bool = False,
+    variables: Mapping[str, Any] | None = None,
+) -> LintResult:
+    """Load every spec file under ``paths`` with the plugins of ``pluginmanager`` (and
+    ``variables``, as ``--var`` gives them) and collect each file's problems, in file and line
+    order."""
     problems = SpecProblems()
-    config = Config(pluginmanager, {"spec_problems": problems})
+    config = Config(pluginmanager, {"spec_problems": problems, "vars": variables})
     result = LintResult()
     existing = []
     for path in paths:
@@ -126,7 +142,7 @@ def lint(pluginmanager: pluggy.PluginManager, paths: Sequence[Path], check_paths
             result.files += 1
         if any(not finding.warning for finding in found):
             result.failed_files.add(str(file))
-        result.findings += sorted(found, key=_line_order)
+        result.findings += sorted(dict.fromkeys(found), key=_line_order)  # a template's error once
     return result
 
 

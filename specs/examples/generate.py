@@ -108,7 +108,8 @@ def overlapping(masks: Masks, share: float, rng: np.random.Generator) -> Masks:
 
 
 def write_safetensors(path: Path, state: State) -> None:
-    """One safetensors file of bfloat16 tensors, in the order given."""
+    """One safetensors file of bfloat16 tensors (``state``'s uint16 bits), in the order given,
+    written atomically (a ``.tmp`` file renamed over ``path``)."""
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for name, bits in state.items():
@@ -120,10 +121,12 @@ def write_safetensors(path: Path, state: State) -> None:
         offset += bits.nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    with open(path, "wb") as handle:
+    partial = path.with_name(path.name + ".tmp")
+    with open(partial, "wb") as handle:
         handle.write(struct.pack("<Q", len(text)) + text)
         for bits in state.values():
-            handle.write(np.ascontiguousarray(bits, dtype="<u2").tobytes())
+            np.ascontiguousarray(bits, dtype="<u2").tofile(handle)
+    os.replace(partial, path)
 
 
 def write_checkpoint(folder: Path, state: State, shards: int = 1) -> None:

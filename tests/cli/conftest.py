@@ -19,6 +19,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
 @pytest.fixture(autouse=True)
 def _work_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run in ``tmp_path`` (the default spec folder and cache folder), with no entry points
-    of installed third-party sparsecheck plugins (they could add metrics or options)."""
+    of installed third-party sparsecheck plugins (they could add metrics or options), and not
+    as inside GitHub Actions (whose annotations a test asks for when it wants them)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)

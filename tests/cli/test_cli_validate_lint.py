@@ -76,24 +76,46 @@ def test_every_files_problems_are_listed_and_an_unset_variable_is_a_warning(tmp_
 def test_every_bad_check_of_a_file_is_listed(tmp_path: Path) -> None:
     checks = [
         _check("a"),
+        "  - {id: t1, use: bad}\n",  # two checks from one bad template: its error is listed once
+        "  - {id: t2, use: bad}\n",
         "  - {id: b, metric: update_sparsty, args: {base: base, tuned: tuned}}\n",
         _check("c", ", expect: {gt: {check: b}}"),  # refers to a bad check: not an error of its own
         "  - {id: d, metric: update_sparsity, args: {base: base, tuned: tuned, tol: fast}}\n",
         _check("a"),
     ]
-    text = "version: 1\ncheckpoints: {base: x, tuned: y}\nchecks:\n" + "".join(checks)
+    template = "templates:\n  bad: {metric: update_sparsity, args: {base: base, tuned: tuned, tol: slow}}\n"
+    text = "version: 1\ncheckpoints: {base: x, tuned: y}\n" + template + "checks:\n" + "".join(checks)
     write_spec(tmp_path, text, "s.sparsecheck.yaml")
     result = run_console_script(tmp_path, "validate", "s.sparsecheck.yaml")
     assert result.code == ExitCode.USAGE_ERROR
     assert [line.split(": ", 1) for line in _lines(result.err)] == [
-        ["s.sparsecheck.yaml:5:21", "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"],
-        ["s.sparsecheck.yaml:7:76", "args.tol: expected a number, got 'fast'"],
-        ["s.sparsecheck.yaml:8:5", "duplicate check id 'a' (first at line 4)"],
+        ["s.sparsecheck.yaml:4:72", "args.tol: expected a number, got 'slow'"],
+        ["s.sparsecheck.yaml:9:21", "unknown metric 'update_sparsty' (did you mean 'update_sparsity'?)"],
+        ["s.sparsecheck.yaml:11:76", "args.tol: expected a number, got 'fast'"],
+        ["s.sparsecheck.yaml:12:5", "duplicate check id 'a' (first at line 6)"],
     ]
-    assert result.out == "failed: 3 errors in 1 of 1 spec files\n"
+    assert result.out == "failed: 4 errors in 1 of 1 spec files\n"
     ran = run_console_script(tmp_path, "run", "s.sparsecheck.yaml")  # run stops at the first
     assert ran.code == ExitCode.USAGE_ERROR
     assert _lines(ran.err) == ["sparsecheck: error: " + _lines(result.err)[0]]
+
+
+def test_inside_github_actions_each_problem_is_also_an_annotation(tmp_path: Path) -> None:
+    check = "  - {id: a, metric: update_sparsty, args: {base: base, tuned: tuned}}\n"
+    text = f"version: 1\ncheckpoints: {{base: '${{env:{UNSET}}}', tuned: t}}\nchecks:\n" + check
+    write_spec(tmp_path / "specs", text, "a.sparsecheck.yaml")
+    result = run_console_script(tmp_path, "validate", "specs", GITHUB_ACTIONS="true")
+    assert result.code == ExitCode.USAGE_ERROR
+    assert len(_lines(result.err)) == 2  # the plain lines stay
+    assert _lines(result.out) == [
+        f"::warning file=specs/a.sparsecheck.yaml,line=2,col=21::environment variable '{UNSET}' is not set "
+        f"(checked as ${UNSET})",
+        "::error file=specs/a.sparsecheck.yaml,line=4,col=21::unknown metric 'update_sparsty' "
+        "(did you mean 'update_sparsity'?)",
+        "failed: 1 error in 1 of 1 spec files; 1 warning",
+    ]
+    off = run_console_script(tmp_path, "validate", "--annotations", "none", "specs", GITHUB_ACTIONS="true")
+    assert off.out == "failed: 1 error in 1 of 1 spec files; 1 warning\n" and off.err == result.err
 
 
 def test_a_missing_path_and_a_file_no_collector_reads_are_errors_among_the_others(tmp_path: Path) -> None:
@@ -157,6 +179,23 @@ def test_check_paths_checks_local_paths_from_the_spec_folder(tmp_path: Path) -> 
     passed = run_console_script(tmp_path, "validate", "--check-paths", "suite")
     assert passed.code == ExitCode.OK, passed.out + passed.err
     assert passed.out.startswith("ok: 1 checks in 1 spec files; 1 warning; 3 local checkpoint paths found;")
+
+
+def test_var_sets_a_variable_the_spec_leaves_to_the_command_line(tmp_path: Path) -> None:
+    # As the GitHub Action's gate does: `--var candidate=…` names the checkpoint under test.
+    text = "version: 1\ncheckpoints: {base: runs/base, tuned: '${candidate}'}\nchecks:\n" + _check("c")
+    write_spec(tmp_path / "specs", text, "gate.sparsecheck.yaml")
+    (tmp_path / "specs" / "runs" / "base").mkdir(parents=True)
+    (tmp_path / "specs" / "runs" / "new").mkdir()
+    without = run_console_script(tmp_path, "validate", "specs")
+    assert without.code == ExitCode.USAGE_ERROR
+    assert _lines(without.err)[0].startswith("specs/gate.sparsecheck.yaml:2:39: unknown variable 'candidate'")
+    given = run_console_script(tmp_path, "validate", "--check-paths", "--var", "candidate=runs/new", "specs")
+    assert given.code == ExitCode.OK, given.out + given.err
+    assert given.out == "ok: 1 checks in 1 spec files; 2 local checkpoint paths found\n"
+    wrong = run_console_script(tmp_path, "validate", "--check-paths", "--var", "candidate=runs/old", "specs")
+    assert wrong.code == ExitCode.USAGE_ERROR
+    assert "checkpoints.tuned: runs/old: no such file or folder" in wrong.err
 
 
 def test_validate_takes_paths_and_check_paths_from_pyproject(tmp_path: Path) -> None:

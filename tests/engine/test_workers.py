@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 
 from sparsecheck import Metric, MetricResult, Param, Reducer, SkippedTensor, TensorGroup, UsageError, hookimpl
+from sparsecheck.engine import _shared
 from sparsecheck.engine._prefetch import CAN_FORK
 from sparsecheck.errors import SparsecheckError
 from sparsecheck.testing import plant_changes, run_spec, tiny_llama_state_dict, write_checkpoint
@@ -63,7 +64,13 @@ def _result(result: MetricResult | None) -> dict[str, Any]:
     return {} if result is None else result.to_dict()
 
 
-def test_workers_give_the_results_of_one_process(folder: Path) -> None:
+@pytest.mark.parametrize("shared_from", [_shared.LARGE, 1], ids=["large-arrays-shared", "every-array-shared"])
+def test_workers_give_the_results_of_one_process(
+    folder: Path, shared_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # every-array-shared: every memoized array, the packed masks too, comes back through /dev/shm
+    monkeypatch.setattr(_shared, "LARGE", shared_from)
+    before = set(_shared.FOLDER.glob(f"sparsecheck-{os.getpid()}-*"))
     one = results(folder, 1)
     mask_one = _mask_file(folder / "out" / "mask.safetensors")
     two = results(folder, 2)
@@ -73,6 +80,7 @@ def test_workers_give_the_results_of_one_process(folder: Path) -> None:
     assert mask_two[0] == mask_one[0]
     assert mask_two[1].keys() == mask_one[1].keys()
     assert all(np.array_equal(mask_two[1][name], packed) for name, packed in mask_one[1].items())
+    assert set(_shared.FOLDER.glob(f"sparsecheck-{os.getpid()}-*")) == before  # none left behind
 
 
 def _mask_file(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
