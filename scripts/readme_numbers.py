@@ -11,8 +11,9 @@ Each generated part of README.md sits between ``<!-- readme-numbers: NAME -->`` 
 - ``demo-numbers``: the numbers the findings under the table rest on, from the demo's JSON report;
 - ``quickstart``: ``specs/examples/generate.py`` and a ``sparsecheck diff`` of two of the
   checkpoints it wrote, run from the repository root as the Quickstart shows them;
-- ``bench-engine``, ``bench-cold-336m``, ``bench-cold-7b``: the output of
-  ``benchmarks/bench_engine.py`` and ``benchmarks/bench_cold.py --pair 336m|7b``, quoted from a
+- ``bench-engine``, ``bench-cold-336m``, ``bench-cold-7b``, ``bench-transport``: the output of
+  ``benchmarks/bench_engine.py``, ``benchmarks/bench_cold.py --pair 336m|7b`` and
+  ``benchmarks/bench_transport.py``, quoted from a
   saved run (``--bench PART=LOG``: the benchmarks need root and a quiet machine, and the 7B one
   about 30 minutes, so they are run apart).
 
@@ -55,7 +56,7 @@ QUICKSTART_DIFF = [
 #: Lines of the diff output quoted (the rest is elided).
 QUICKSTART_LINES = 30
 #: The README parts that quote a benchmark's saved output.
-BENCH_PARTS = ("bench-engine", "bench-cold-336m", "bench-cold-7b")
+BENCH_PARTS = ("bench-engine", "bench-cold-336m", "bench-cold-7b", "bench-transport")
 
 
 def sparsecheck() -> str:

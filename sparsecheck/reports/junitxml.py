@@ -3,9 +3,10 @@
 One ``<testsuite name="sparsecheck">`` in ``<testsuites>``; each check is a ``<testcase>``
 whose ``classname`` is its spec file's path, dotted and without suffix.  FAIL is a
 ``<failure>``, ERROR an ``<error>``, SKIP a ``<skipped>``; WARN passes, with ``warning:`` and
-its message in ``<system-out>`` (it is a ``<failure>`` under ``--strict-warnings``).  Each case's
-``<properties>`` hold its metric, status, value (named as in the terminal table: ``4/5 layers``,
-``o1=0.4999``), expectation and ``warn:`` thresholds; ``time`` is the duration every report shows.
+its message in ``<system-out>`` (a ``<failure>`` with that message under ``--strict-warnings``).
+Each case's ``<properties>`` hold its metric, status, value (named as in the terminal table:
+``4/5 layers``, ``o1=0.4999``), expectation and ``warn:`` thresholds; ``time`` is the duration
+every report shows.
 """
 
 from __future__ import annotations
@@ -42,10 +43,16 @@ def classname(spec_path: PurePosixPath) -> str:
     return name.replace("/", ".")
 
 
+def _message(outcome: CheckOutcome) -> str:
+    """The outcome's message; a WARN's starts with ``warning:`` (it is one even as a failure)."""
+    text = outcome_message(outcome)
+    return f"warning: {text}" if outcome.status is Status.WARN else text
+
+
 def _details(outcome: CheckOutcome) -> str:
     warn = f"warn: {outcome.warn_expectation}\n" if outcome.warn_expectation else ""
     return (
-        f"{outcome_message(outcome)}\n\n"
+        f"{_message(outcome)}\n\n"
         f"expectation: {outcome.expectation}\n{warn}"
         f"value: {value_text(outcome)}\n"
         f"location: {outcome.check.location}"
@@ -106,9 +113,9 @@ class JUnitXmlReport(FileReport):
         if kind == "skipped":
             _sub(case, "skipped", message=outcome.message)
         elif kind != "passed":
-            _sub(case, kind, _details(outcome), message=outcome_message(outcome))
+            _sub(case, kind, _details(outcome), message=_message(outcome))
         elif outcome.status is Status.WARN:
-            _sub(case, "system-out", f"warning: {_details(outcome)}")
+            _sub(case, "system-out", _details(outcome))
         return kind
 
     def render(self, session: Session, exitstatus: int) -> bytes:

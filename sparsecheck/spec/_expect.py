@@ -148,16 +148,21 @@ def _evaluate(
 
 def describe(check: Check) -> str:
     """The check's expectations as text: ``value > 0.7``, ``value >= 0.6 per layer, mostly 0.9``."""
-    return _described(check, check.expect)
+    return _with_per(check, _joined(check.expect))
 
 
 def describe_warn(check: Check) -> str:
-    """The check's ``warn:`` thresholds as text, in the form of :func:`describe`."""
-    return _described(check, check.warn)
+    """The check's ``warn:`` thresholds as text: ``value > 0.8``; under ``per:`` they apply like
+    the expectations, whose text says so (the thresholds' own does when there are none)."""
+    text = _joined(check.warn)
+    return text if check.expect else _with_per(check, text)
 
 
-def _described(check: Check, expectations: Sequence[Expectation]) -> str:
-    text = " and ".join(expectation.describe() for expectation in expectations)
+def _joined(expectations: Sequence[Expectation]) -> str:
+    return " and ".join(expectation.describe() for expectation in expectations)
+
+
+def _with_per(check: Check, text: str) -> str:
     if text and check.per is not None:
         text += f" per {check.per}" + (f", mostly {check.mostly:g}" if check.mostly is not None else "")
     return text

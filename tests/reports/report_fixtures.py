@@ -99,7 +99,7 @@ def planted_outcomes() -> list[CheckOutcome]:
             line=10,
             message="3 of 6 layers have sparsity <= 0.6",
         ),
-        make_outcome("sparse-enough", Status.WARN, 0.75, line=17, message="warn: value > 0.8"),
+        make_outcome("sparse-enough", Status.WARN, 0.75, line=17, message="value 0.75 is not > 0.8"),
         make_outcome(
             "broken",
             Status.ERROR,

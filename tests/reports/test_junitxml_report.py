@@ -78,7 +78,8 @@ def test_failure_error_skip_and_warning_elements(tmp_path: Path) -> None:
     assert warned.find("failure") is None
     out = warned.find("system-out")
     assert out is not None and out.text is not None
-    assert "warn: value > 0.8" in out.text
+    assert out.text.startswith("warning: value 0.75 is not > 0.8\n")
+    assert out.text.lower().count("warning") == 1
 
     passed = cases["rl-update-is-sparse"]
     assert [child.tag for child in passed] == ["properties"]
@@ -89,7 +90,8 @@ def test_strict_warnings_make_warnings_failures(tmp_path: Path) -> None:
     assert root.attrib["failures"] == "2"
     failure = _cases(root)["sparse-enough"].find("failure")
     assert failure is not None
-    assert failure.attrib["message"] == "warn: value > 0.8"
+    assert failure.attrib["message"] == "warning: value 0.75 is not > 0.8"
+    assert failure.text is not None and failure.text.lower().count("warning") == 1
 
 
 def test_illegal_xml_characters_are_replaced(tmp_path: Path) -> None:
