@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,23 @@ import click
 import pluggy
 
 from sparsecheck._adhoc import pair_checks
+from sparsecheck._cli_options import (
+    PAIR_ARGS,
+    accepts_plugins,
+    accepts_vars,
+    configured_defaults,
+    pair_options,
+    prescan_plugins,
+    session_options,
+    use_color,
+)
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._culprit import raised_at
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
 from sparsecheck._version import __version__
-from sparsecheck.errors import SparsecheckError, UsageError
+from sparsecheck.errors import SparsecheckError
 from sparsecheck.exitcodes import ExitCode
 from sparsecheck.metrics._grouping import GRANULARITIES
 
@@ -29,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (never raises for user errors)."""
     args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     try:
-        pm = get_plugin_manager(_prescan_plugins(args))
+        pm = get_plugin_manager(prescan_plugins(args))
         registry = OptionRegistry()
         pm.hook.sparsecheck_addoption.call_historic(kwargs={"options": registry})
         command = build_cli(pm, registry)
-        defaults = _configured_defaults(command, args)
+        defaults = configured_defaults(command, args)
         result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False, default_map=defaults)
         return int(result) if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as exc:
@@ -63,178 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERNAL_ERROR
 
 
-#: The commands that take defaults from pyproject.toml's [tool.sparsecheck] and SPARSECHECK_* variables,
-#: and which of their parameters do (None: all).
-CONFIGURED_COMMANDS: dict[str, tuple[str, ...] | None] = {
-    "run": None,
-    "diff": None,
-    "validate": ("paths", "check_paths", "vars"),
-}
-
-
-def _configured_defaults(group: click.Group, args: Sequence[str]) -> dict[str, dict[str, Any]] | None:
-    """The ``default_map`` of a ``run``, ``diff`` or ``validate`` invocation (None for other commands)."""
-    if not args or args[0] not in CONFIGURED_COMMANDS:
-        return None
-    from sparsecheck._defaults import default_map
-
-    commands = {}
-    for name, configured in CONFIGURED_COMMANDS.items():
-        command = group.commands[name]
-        if configured is not None:
-            command = click.Command(name, params=[p for p in command.params if p.name in configured])
-        commands[name] = command
-    return default_map(commands, Path.cwd())
-
-
-def _prescan_plugins(args: Sequence[str]) -> list[str]:
-    """The ``-p`` values, needed before parsing: plugins may add options."""
-    found = []
-    for index, arg in enumerate(args):
-        if arg == "--":
-            break
-        if arg == "-p" and index + 1 < len(args):
-            found.append(args[index + 1])
-        elif arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
-            found.append(arg[2:].removeprefix("="))
-    return found
-
-
-def _accepts_plugins(command: click.Command) -> click.Command:
-    """Declare ``-p NAME`` on ``command`` (its values are read by ``_prescan_plugins``)."""
-    command.params.append(
-        click.Option(
-            ["-p", "plugins"],
-            multiple=True,
-            metavar="NAME",
-            expose_value=False,
-            help="Load plugin module NAME; -p no:NAME disables plugin NAME.",
-        )
-    )
-    return command
-
-
-def _parse_vars(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs; VALUE read like a spec's YAML, so ``--var tol=1e-5`` is a number."""
-    from sparsecheck.spec._variables import parse_assignments
-
-    try:
-        return parse_assignments(values)
-    except UsageError as exc:
-        raise click.BadParameter(exc.message.removeprefix("option --var: "), ctx, param) from None
-
-
-def _var_option() -> click.Option:
-    """``--var NAME=VALUE`` (``run``, ``demo``, ``validate``)."""
-    return click.Option(
-        ["--var", "vars"],
-        multiple=True,
-        metavar="NAME=VALUE",
-        callback=_parse_vars,
-        help="Set a spec variable (${NAME}), overriding its vars: value; VALUE is read as YAML.",
-    )
-
-
-def _accepts_vars(command: click.Command) -> click.Command:
-    """Declare ``--var NAME=VALUE`` on ``command``."""
-    command.params.append(_var_option())
-    return command
-
-
-#: Options of spec runs that mean nothing to ``diff`` and ``mask`` (no spec, no pass/fail).
-SPEC_RUN_ONLY = frozenset(
-    {
-        "--strict-warnings",
-        "--var",
-        "--lf",
-        "-k",
-        "-m",
-        "--junitxml",
-        "--annotations",
-        "--history",
-        "--label",
-        "--save-baseline",
-        "--baseline",
-        "--baseline-missing",
-        "--cache-clear",
-    }
-)
-
-
-def _session_options(
-    registry: OptionRegistry, first_look: bool = False
-) -> Callable[[click.Command], click.Command]:
-    """Options shared by ``run``, ``demo``, ``diff`` and ``mask``: core ones, ``-p``, then those
-    plugins added; a ``first_look`` (``diff``, ``mask``) leaves out :data:`SPEC_RUN_ONLY`."""
-    core = [
-        click.Option(["-q", "--quiet"], count=True, help="Less output."),
-        click.Option(["-v", "--verbose"], count=True, help="More output: per-group breakdowns (-vv: all)."),
-        click.Option(["--strict-warnings"], is_flag=True, help="WARN counts as a failure (exit 1)."),
-        _var_option(),
-        click.Option(
-            ["--color"],
-            type=click.Choice(["auto", "always", "never"]),
-            help="Colour: auto (the default: on a terminal, unless NO_COLOR; FORCE_COLOR forces it), "
-            "always or never.",
-        ),
-        click.Option(
-            ["--cache-dir"],
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Folder for the last-failed list and results (default ./.sparsecheck_cache).",
-        ),
-    ]
-
-    def kept(options: list[click.Option]) -> list[click.Option]:
-        return [o for o in options if not (first_look and SPEC_RUN_ONLY.intersection(o.opts))]
-
-    def apply(command: click.Command) -> click.Command:
-        command.params.extend(kept(core))
-        _accepts_plugins(command)
-        command.params.extend(kept(registry.options))
-        return command
-
-    return apply
-
-
-#: Metric arguments ``diff`` and ``mask`` take from their options.
-PAIR_ARGS = ("policy", "tol", "include", "exclude", "on_mismatch", "output")
-
-
-def _pair_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options ``diff`` and ``mask`` share: how entries are compared and which tensors."""
-    for option in reversed(
-        [
-            click.option(
-                "--policy", type=click.Choice(["exact", "atol", "rtol"]), default="atol", show_default=True
-            ),
-            click.option("--tol", type=float, help="The policy's tolerance (default: atol 1e-5, rtol 1e-3)."),
-            click.option("--include", multiple=True, metavar="GLOB", help="Compare only these tensor names."),
-            click.option("--exclude", multiple=True, metavar="GLOB", help="Leave these tensor names out."),
-            click.option(
-                "--on-mismatch",
-                type=click.Choice(["error", "skip"]),
-                default="error",
-                show_default=True,
-                help="A name on one side only, or a shape mismatch: fail, or skip and list it.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-def use_color(choice: str | None, environ: Mapping[str, str]) -> bool | None:
-    """``--color``: True (always), False (never) or None (when the stream is a terminal);
-    under ``auto`` a non-empty ``NO_COLOR`` turns colour off and ``FORCE_COLOR`` (not 0) on."""
-    if choice in ("always", "never"):
-        return choice == "always"
-    if environ.get("NO_COLOR"):
-        return False
-    if environ.get("FORCE_COLOR", "0") not in ("", "0"):
-        return True
-    return None
-
-
 def _config(pm: pluggy.PluginManager, options: dict[str, Any]) -> Config:
     click.get_current_context().color = use_color(options.get("color"), os.environ)
     options["verbosity"] = options.pop("verbose", 0) - options.pop("quiet", 0)
@@ -252,15 +90,15 @@ def _run_and_exit(config: Config, **kwargs: Any) -> int:
 
 def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group:
     """The click group, with the options plugins registered."""
-    session_options = _session_options(registry)
-    first_look_options = _session_options(registry, first_look=True)
+    spec_run_options = session_options(registry)
+    first_look_options = session_options(registry, first_look=True)
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="sparsecheck")
     def cli() -> None:
         """Test what a fine-tuning run changed in a model."""
 
-    @session_options
+    @spec_run_options
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
     @click.option("-x", "--exitfirst", is_flag=True, help="Stop after the first failing check.")
@@ -297,7 +135,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
     @click.option(
         "--mask-out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the mask file."
     )
-    @_pair_options
+    @pair_options
     def diff(base: str, tuned: str, **options: Any) -> int:
         """A first look at what changed from BASE to TUNED, without a spec.
 
@@ -322,7 +160,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         type=click.Path(dir_okay=False, path_type=Path),
         help="The mask file to write (packed bits, safetensors).",
     )
-    @_pair_options
+    @pair_options
     def mask(base: str, tuned: str, **options: Any) -> int:
         """Write the mask of entries changed from BASE to TUNED (what subnetwork training may update)."""
         output = absolute_path(options["output"])
@@ -347,7 +185,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         click.echo(prepare_smollm2(folder, force=force))
         return ExitCode.OK
 
-    @session_options
+    @spec_run_options
     @cli.command()
     @click.option("--tiny", is_flag=True, help="A tiny random model and the shortest runs (about a minute).")
     @click.option(
@@ -372,8 +210,8 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         )
         return _run_and_exit(config, paths=suites)
 
-    @_accepts_plugins
-    @_accepts_vars
+    @accepts_plugins
+    @accepts_vars
     @cli.command()
     @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
     @click.option(
@@ -454,7 +292,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         click.echo(history_table(records[-last:]))
         return ExitCode.OK
 
-    @_accepts_plugins
+    @accepts_plugins
     @cli.command()
     @click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
     @click.argument("checkpoint")
@@ -476,7 +314,7 @@ def build_cli(pm: pluggy.PluginManager, registry: OptionRegistry) -> click.Group
         )
         return ExitCode.OK
 
-    @_accepts_plugins
+    @accepts_plugins
     @cli.command()
     @click.option("-v", "--verbose", is_flag=True, help="Also list each metric's arguments.")
     def metrics(verbose: bool) -> int:

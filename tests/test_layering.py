@@ -21,8 +21,8 @@ PACKAGE = Path(sparsecheck.__file__).parent
 LOWER = {"_atomic", "_dtypes", "_extras", "_files", "_json", "_markers", "_version", "errors", "exitcodes"}
 LOWER |= {"checkpoints", "_cachedir", "_culprit"}
 #: The layers above: configuration, plugin management, the engine, specs, metrics, reports, CLI.
-HIGHER = {"_config", "_manager", "_registry", "_session", "_adhoc", "_demo", "cli", "hookspec", "testing"}
-HIGHER |= {"pytest_plugin", "engine", "metrics", "spec", "reports", "training"}
+HIGHER = {"_config", "_manager", "_registry", "_session", "_adhoc", "_demo", "cli", "_cli_options"}
+HIGHER |= {"hookspec", "testing", "pytest_plugin", "engine", "metrics", "spec", "reports", "training"}
 
 
 def module_name(path: Path) -> str:

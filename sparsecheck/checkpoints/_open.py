@@ -24,15 +24,19 @@ def open_checkpoint(hook: Any, source: str, base_dir: Path, revision: str | None
         source = f"{source}@{revision}"
     reader = hook.sparsecheck_open_checkpoint(source=source, path=local)
     if reader is None:
-        raise CheckpointError(
-            f"{source}: no such file or folder (looked for {path}), and not a hub id (org/name[@revision])"
-        )
+        hub = "" if _explicit_path(source) else ", and not a hub id (org/name[@revision])"
+        raise CheckpointError(f"{source}: no such file or folder (looked for {path}){hub}")
     if not isinstance(reader, CheckpointReader):
         raise PluginError(
             f"sparsecheck_open_checkpoint returned {type(reader).__name__} for {source!r}, "
             "not a CheckpointReader"
         )
     return reader
+
+
+def _explicit_path(source: str) -> bool:
+    """Whether ``source`` can only be a path (``./x``, ``/x``, ``~/x``, ``a/b/c``), never a hub id."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1
 
 
 def _exists(path: Path) -> bool:

@@ -132,6 +132,12 @@ def test_missing_path_and_not_a_hub_id(tmp_path: Path, open_ckpt: Opener) -> Non
         open_ckpt("nowhere")
 
 
+@pytest.mark.parametrize("source", ["./checkpoints/sft", "../sft", "~/nowhere-sparsecheck", "a/b/c"])
+def test_a_missing_explicit_path_says_nothing_of_the_hub(source: str, open_ckpt: Opener) -> None:
+    with pytest.raises(CheckpointError, match=r"no such file or folder \(looked for [^)]*\)$"):
+        open_ckpt(source)
+
+
 def test_relative_paths_resolve_against_base_dir(tmp_path: Path, hook: Any) -> None:
     write_checkpoint(tmp_path / "specs" / "ckpt" / "sft", tiny_llama_state_dict(layers=1), "dir")
     reader = open_checkpoint(hook, "ckpt/sft", tmp_path / "specs")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cli_support import Runs, run_cli, write_spec
 
-from sparsecheck.cli import use_color
+from sparsecheck._cli_options import use_color
 
 ESC = "\x1b["
 
