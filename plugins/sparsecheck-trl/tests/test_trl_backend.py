@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,14 @@ def test_entry_point_registers_the_trl_backend() -> None:
     trl = [b for b in backends if b.name == "trl"]
     assert len(trl) == 1 and isinstance(trl[0], TrlBackend)
     assert trl[0].algorithms == ("sft", "dpo", "grpo", "rloo", "kto", "orpo", "simpo", "reward", "ppo")
+
+
+def test_loading_the_plugin_imports_neither_the_backend_nor_training() -> None:
+    # Every sparsecheck command loads the entry point; only a spec with training steps needs more.
+    heavy = ("sparsecheck_trl.", "sparsecheck.training", "trl")
+    code = f"import sys, sparsecheck_trl; print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_sft_trains_on_off_style_answers(tiny_model: Path, tmp_path: Path, fast: dict[str, Any]) -> None:
