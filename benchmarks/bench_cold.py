@@ -14,7 +14,8 @@ Cold: before each timed process the page cache is dropped (``sync; echo 3 >
 Warm (336m only; the 7B pair is larger than RAM): the same ``diff`` against the one-core numpy
 floor (map both sides, count ``a != b`` over uint16 views).  It prints medians, the ratios,
 GB/s (both sides' bytes over the time), the peak RSS of the largest process (``wait4``), and the
-peak total PSS of sparsecheck and its workers from one more (untimed, cold) run.  Run it under
+peak total PSS of sparsecheck and its workers from one more (untimed, cold) run; and each round's
+ratio (its two runs are back to back, so a machine whose speed drifts moves both).  Run it under
 ``flock /work/bench.lock`` on a shared machine.  Usage::
 
     python benchmarks/bench_cold.py [--pair 336m|7b] [--rounds 3] [--data DIR]
@@ -133,6 +134,7 @@ def bench(base: Path, tuned: Path, rounds: int, warm: bool) -> None:
             s for s, _ in cold["cat"]
         )
         print(f"    sparsecheck / cat      {ratio:.2f}x")
+        print(paired([s for s, _ in cold["sparsecheck"]], [s for s, _ in cold["cat"]]))
         print(f"    sparsecheck and its workers: peak total PSS {pss:.0f} MB (one more cold run)")
         if not warm:
             return
@@ -150,6 +152,17 @@ def bench(base: Path, tuned: Path, rounds: int, warm: bool) -> None:
             print(f"    {name:<12} {statistics.median(values):7.2f} s  (runs: {runs} s)")
         warm_ratio = statistics.median(times["sparsecheck"]) / statistics.median(times["floor"])
         print(f"    sparsecheck / floor    {warm_ratio:.2f}x")
+        print(paired(times["sparsecheck"], times["floor"]))
+
+
+def paired(ours: list[float], baseline: list[float]) -> str:
+    """Each round's ratio (the two runs of a round are back to back): a machine whose speed drifts
+    moves both runs of a round, and a baseline that jumps between two speeds shows as a spread."""
+    ratios = sorted(a / b for a, b in zip(ours, baseline, strict=True))
+    return (
+        f"    per round: median {statistics.median(ratios):.2f}x, range {ratios[0]:.2f}-{ratios[-1]:.2f}x"
+        f" ({', '.join(f'{r:.2f}' for r in ratios)})"
+    )
 
 
 def main() -> None:

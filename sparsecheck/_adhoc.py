@@ -11,8 +11,8 @@ from sparsecheck.checkpoints._adapter import is_adapter
 from sparsecheck.checkpoints._pairing import COMMAND_LINE
 from sparsecheck.errors import Location, UsageError
 from sparsecheck.spec._args import validate_args
+from sparsecheck.spec._located import YamlMap
 from sparsecheck.spec._model import Check, CheckpointRef
-from sparsecheck.spec._yaml import YamlMap
 
 PAIR = ("base", "tuned")
 

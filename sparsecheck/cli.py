@@ -26,6 +26,7 @@ from sparsecheck._cli_options import (
 )
 from sparsecheck._config import Config, OptionRegistry
 from sparsecheck._culprit import raised_at
+from sparsecheck._early import end_of_startup
 from sparsecheck._manager import get_plugin_manager
 from sparsecheck._paths import absolute_path
 from sparsecheck._session import configure, run_session, unconfigure
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pm.hook.sparsecheck_addoption.call_historic(kwargs={"options": registry})
         command = build_cli(pm, registry)
         defaults = configured_defaults(command, args)
+        end_of_startup()
         result = command.main(args=args, prog_name="sparsecheck", standalone_mode=False, default_map=defaults)
         return int(result) if isinstance(result, int) else ExitCode.OK
     except click.exceptions.Exit as exc:

@@ -3,7 +3,11 @@ commands and other uses of the package do nothing."""
 
 from __future__ import annotations
 
+import gc
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,15 @@ from sparsecheck import _early
 from sparsecheck.testing import tiny_llama_state_dict, write_checkpoint
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here")
+
+
+@pytest.fixture(autouse=True)
+def collector_back_on() -> Iterator[None]:
+    """prepare_command_process pauses the garbage collector; each test leaves it running."""
+    yield
+    _early.end_of_startup()
+    gc.enable()
+    gc.unfreeze()
 
 
 def test_diff_asks_for_both_sides_alternately(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,3 +93,23 @@ def test_a_users_blas_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")
     _early.prepare_command_process(["/venv/bin/sparsecheck", "run", "specs"])
     assert os.environ["OPENBLAS_NUM_THREADS"] == "8"
+
+
+@pytest.mark.parametrize(
+    ("argv", "paused"),
+    [(["/venv/bin/sparsecheck", "run", "specs"], True), (["/venv/bin/python", "script.py"], False)],
+)
+def test_the_collector_pauses_for_the_commands_start_up_only(argv: list[str], paused: bool) -> None:
+    assert gc.isenabled()
+    _early.prepare_command_process(argv)
+    assert gc.isenabled() is not paused
+    _early.end_of_startup()
+    assert gc.isenabled()
+
+
+def test_the_cli_collects_again_before_its_command_runs() -> None:
+    probe = "import gc, sys; sys.argv[0] = 'sparsecheck'; import sparsecheck.cli as cli\n"
+    probe += "assert not gc.isenabled()\n"
+    probe += "cli.main(['--version']); print(gc.isenabled())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "True"

@@ -1,11 +1,12 @@
 """Keep the disk busy ahead of the read pass, and let the page cache go behind it.
 
 A thread asks the kernel (``posix_fadvise(WILLNEED)``) for the stored bytes of the coming tensors,
-in storage order, up to :data:`WINDOW` bytes ahead of the pass: the disk reads while the cores
-compare.  When the pass reads more than half the machine's memory (the page cache could not
-keep it anyway), the bytes of finished tensors are handed back (``DONTNEED``), so a model
-larger than RAM does not push everything else out of the page cache first.  Local files only
-(remote readers fetch ahead themselves); nothing happens where ``posix_fadvise`` is missing.
+in storage order, beyond what the command's early read-ahead (``sparsecheck/_early.py``) already
+asked for: the disk reads while the cores compare.  A pass that fits in half the machine's memory
+is asked for whole; a larger one only :data:`WINDOW` bytes ahead of the pass, and the bytes of
+finished tensors are handed back (``DONTNEED``), so a model larger than RAM does not push
+everything else out of the page cache first.  Local files only (remote readers fetch ahead
+themselves); nothing happens where ``posix_fadvise`` is missing.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from sparsecheck._early import ADVISED, memory_bytes, will_need
 from sparsecheck.checkpoints._reader import CheckpointReader, StoredTensor
 
-#: How far ahead of the pass the kernel is asked to read.
+#: How far ahead of a pass larger than half the memory the kernel is asked to read.
 WINDOW = 256 << 20
 CAN_ADVISE = hasattr(os, "posix_fadvise")
 
@@ -29,7 +31,12 @@ class ReadAhead:
 
     def __init__(self, spans: Sequence[Sequence[Span]], drop_behind: bool) -> None:
         self.spans, self.drop_behind = spans, drop_behind
-        self._sizes = [sum(n for _, _, n in name_spans) for name_spans in spans]
+        early = {file: ADVISED.get(os.path.realpath(file), 0) for file in {f for s in spans for f, _, _ in s}}
+        # what the early read-ahead asked for does not count against the window
+        self._sizes = [
+            0 if all(o + n <= early[f] for f, o, n in name_spans) else sum(n for _, _, n in name_spans)
+            for name_spans in spans
+        ]
         self._done = 0  # names the pass finished
         self._done_bytes = 0
         self._closed = False
@@ -56,7 +63,7 @@ class ReadAhead:
         total = sum(n for name_spans in spans for _, _, n in name_spans)
         if total == 0:
             return None
-        return cls(spans, drop_behind=total > _memory_bytes() // 2)
+        return cls(spans, drop_behind=total > memory_bytes() // 2)
 
     def advance(self, done: int) -> None:
         """The pass has finished the first ``done`` names."""
@@ -80,14 +87,15 @@ class ReadAhead:
         asked_bytes = 0
         for index, name_spans in enumerate(self.spans):
             with self._wake:
-                while not self._closed and asked_bytes - self._done_bytes > WINDOW:
+                while not self._closed and self.drop_behind and asked_bytes - self._done_bytes > WINDOW:
                     self._wake.wait()
                 if self._closed:
                     return
                 if index < self._done:  # the pass is already past it
                     asked_bytes += self._sizes[index]
                     continue
-            self._advise(name_spans, os.POSIX_FADV_WILLNEED)  # may wait for the disk: unlocked
+            if self._sizes[index]:
+                self._advise(name_spans, os.POSIX_FADV_WILLNEED)  # may wait for the disk: unlocked
             asked_bytes += self._sizes[index]
 
     def _advise(self, spans: Sequence[Span], advice: int) -> None:
@@ -96,13 +104,9 @@ class ReadAhead:
                 fd = self._files.get(file)
                 if fd is None:
                     fd = self._files[file] = os.open(file, os.O_RDONLY)
-                os.posix_fadvise(fd, offset, nbytes, advice)
+                if advice == os.POSIX_FADV_WILLNEED:
+                    will_need(fd, offset, nbytes)
+                else:
+                    os.posix_fadvise(fd, offset, nbytes, advice)
             except OSError:  # advice only: the pass reads the file itself and reports errors
                 continue
-
-
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 1 << 62

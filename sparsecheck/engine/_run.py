@@ -43,7 +43,7 @@ def sparsecheck_run_checks(
         keys: dict[str, str] = {}
         hashes: dict[str, dict[str, str]] | None = {rid: {} for rid in planner.readers} if hashing else None
         for item in planned:
-            if item.error is None and item.metric.cacheable and hashes is None:
+            if cache.enabled and item.error is None and item.metric.cacheable and hashes is None:
                 keys[item.check.nodeid] = key = cache.key(item, planner.readers)
                 cached = cache.get(key)
                 if cached is not None:

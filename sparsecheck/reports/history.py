@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tabulate import tabulate
 
 import sparsecheck
 from sparsecheck._atomic import append_output, prepare_output_path
@@ -31,7 +30,7 @@ from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
 from sparsecheck.errors import UsageError
 from sparsecheck.metrics._api import Scalar
-from sparsecheck.reports._table import format_value
+from sparsecheck.reports._table import format_value, text_table
 from sparsecheck.reports.json_report import strict_json
 
 
@@ -127,7 +126,7 @@ def history_table(records: Sequence[HistoryRecord]) -> str:
             text = format_value(record.value(nodeid))
             cells.append(text if status == Status.PASS.value else f"{text} {status}")
         rows.append([name, *cells])
-    return tabulate(rows, headers=headers, disable_numparse=True)
+    return text_table(rows, headers=headers)
 
 
 class HistoryWriter:

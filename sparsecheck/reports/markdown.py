@@ -13,8 +13,6 @@ import re
 import time
 from pathlib import Path
 
-from tabulate import tabulate
-
 from sparsecheck._config import Config, OptionRegistry, Session
 from sparsecheck._markers import hookimpl
 from sparsecheck.engine._outcome import CheckOutcome, Status
@@ -29,6 +27,7 @@ from sparsecheck.reports._table import (
     outcome_rows,
     overall_status,
     summary_text,
+    text_table,
 )
 
 EMOJI = {
@@ -81,7 +80,7 @@ def render_markdown(
         rows = [[table_cell(cell) for cell in row] for row in outcome_rows(outcomes, show_status)]
         lines += [
             "",
-            tabulate(rows, headers=HEADERS, tablefmt="github", colalign=COLUMN_ALIGN, disable_numparse=True),
+            text_table(rows, headers=HEADERS, tablefmt="github", colalign=COLUMN_ALIGN),
         ]
     failed = [o for o in outcomes if o.status in FAILED]
     warned = [o for o in outcomes if o.status is Status.WARN]

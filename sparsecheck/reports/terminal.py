@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Generator
 
 import click
-from tabulate import tabulate
 
 from sparsecheck import _progress
 from sparsecheck._config import Config, ReadProgress, Session
@@ -31,6 +30,7 @@ from sparsecheck.reports._table import (
     outcome_rows,
     overall_status,
     summary_text,
+    text_table,
 )
 
 Write = Callable[[str], None]
@@ -72,7 +72,7 @@ def group_table(granularity: str, groups: dict[str, Fields], value_field: str) -
     shown = list(names)[:MAX_FIELD_COLUMNS]
     rows = [[key, *(format_value(fields.get(n)) for n in shown)] for key, fields in groups.items()]
     align = ("left", *["right"] * len(shown))
-    table = tabulate(rows, headers=[granularity, *shown], colalign=align, disable_numparse=True)
+    table = text_table(rows, headers=[granularity, *shown], colalign=align)
     lines = table.splitlines()
     hidden = list(names)[MAX_FIELD_COLUMNS:]
     if hidden:
@@ -139,7 +139,7 @@ class TerminalReporter:
         lines: list[str] = []
         if self.verbosity >= 0 and self.outcomes and not self.first_look:
             rows = outcome_rows(self.outcomes, styled_status)
-            table = tabulate(rows, headers=HEADERS, colalign=COLUMN_ALIGN, disable_numparse=True)
+            table = text_table(rows, headers=HEADERS, colalign=COLUMN_ALIGN)
             lines += ["", *table.splitlines()]
         if self.verbosity >= 1:
             for outcome in self.outcomes:
@@ -168,7 +168,7 @@ class TerminalReporter:
         title = outcome.check.id if same else f"{outcome.check.id} ({result.metric})"
         heading = result.definition if same else f"{outcome.check.id}: {result.definition}"
         fields = [(name, format_value(value)) for name, value in result.fields.items()]
-        lines = ["", heading, *_indented(tabulate(fields, disable_numparse=True))]
+        lines = ["", heading, *_indented(text_table(fields))]
         shown_granularities = [g for g in result.groups if self.verbosity >= 2 or g == outcome.check.per]
         for granularity in shown_granularities:
             groups = result.groups[granularity]

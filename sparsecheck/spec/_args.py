@@ -15,9 +15,9 @@ from typing import Any
 
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric, Param
+from sparsecheck.spec._located import YamlMap, to_plain
 from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._model import CheckpointRef
-from sparsecheck.spec._yaml import YamlMap, to_plain
 
 
 @dataclass(frozen=True)

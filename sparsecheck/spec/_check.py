@@ -14,6 +14,7 @@ from typing import Any
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
 from sparsecheck.spec._args import validate_args
+from sparsecheck.spec._located import YamlList, YamlMap, to_plain
 from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._model import (
     OPERATORS,
@@ -25,7 +26,6 @@ from sparsecheck.spec._model import (
     FieldRef,
     Operand,
 )
-from sparsecheck.spec._yaml import YamlList, YamlMap, to_plain
 
 
 def build_check(

@@ -15,6 +15,7 @@ from sparsecheck._paths import absolute_path
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
 from sparsecheck.spec._check import build_check
+from sparsecheck.spec._located import YamlMap
 from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._model import Check, CheckpointRef, SpecFile
 from sparsecheck.spec._parametrize import PRODUCT_KEY, ZIP_KEY, combinations
@@ -22,7 +23,6 @@ from sparsecheck.spec._references import validate_references
 from sparsecheck.spec._schema import validate_document
 from sparsecheck.spec._steps import check_step_kinds, load_steps
 from sparsecheck.spec._variables import UnsetEnv, Variables, spec_variables
-from sparsecheck.spec._yaml import YamlMap, load_yaml
 
 #: Template keys merged key by key into a check's own; every other key of the check replaces.
 _MERGED_KEYS = ("args",)
@@ -67,6 +67,8 @@ def load_spec(
         raise SpecError("not a UTF-8 text file", Location(filename)) from None
     except OSError as exc:
         raise SpecError(f"cannot read the spec file: {exc.strerror or exc}", Location(filename)) from None
+    from sparsecheck.spec._yaml import load_yaml  # the YAML parser: only where a spec file is read
+
     document = load_yaml(text, filename)
     if not isinstance(document, YamlMap):
         found = "empty" if document is None else f"{show_value(document)}, not a mapping"

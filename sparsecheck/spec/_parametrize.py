@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsecheck.errors import SpecError
+from sparsecheck.spec._located import YamlMap, to_plain
 from sparsecheck.spec._messages import show_value
 from sparsecheck.spec._variables import Variables
-from sparsecheck.spec._yaml import YamlMap, to_plain
 
 PRODUCT_KEY = "parametrize"
 ZIP_KEY = "parametrize_zip"

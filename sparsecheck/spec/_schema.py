@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsecheck.errors import Location, SpecError
+from sparsecheck.spec._located import YamlMap, locate
 from sparsecheck.spec._messages import did_you_mean, show_value
-from sparsecheck.spec._yaml import YamlMap, locate
 
 if TYPE_CHECKING:  # jsonschema is imported only when a spec file is validated
     import jsonschema

@@ -41,10 +41,10 @@ from typing import Any
 
 from sparsecheck.errors import Location, SpecError
 from sparsecheck.metrics._api import Metric
+from sparsecheck.spec._located import YamlList, YamlMap, to_plain
 from sparsecheck.spec._messages import did_you_mean, show_value
 from sparsecheck.spec._model import CheckpointRef, Step
 from sparsecheck.spec._variables import Variables
-from sparsecheck.spec._yaml import YamlList, YamlMap, to_plain
 from sparsecheck.training._api import GeneratedDataset
 
 #: The key of a train step's snapshots is its id plus this suffix.

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsecheck.errors import Location, SparsecheckError, SpecError, UsageError
+from sparsecheck.spec._located import YamlList, YamlMap, to_plain
 from sparsecheck.spec._messages import did_you_mean
-from sparsecheck.spec._yaml import YamlList, YamlMap
 
 #: ``$${`` (an escaped ``${``), a complete ``${...}``, or an unterminated ``${``.
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -147,7 +147,7 @@ def spec_variables(
 def parse_assignments(items: Iterable[str], option: str = "--var") -> dict[str, Any]:
     """``NAME=VALUE`` pairs (``--var``); VALUE read like a spec's YAML, so ``tol=1e-5`` is a
     number (text that is not YAML stays text).  A malformed pair is a UsageError naming it."""
-    from sparsecheck.spec._yaml import load_yaml, to_plain
+    from sparsecheck.spec._yaml import load_yaml
 
     parsed: dict[str, Any] = {}
     for item in items:

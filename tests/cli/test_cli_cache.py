@@ -96,3 +96,20 @@ def test_running_from_inside_a_checkpoint_folder_writes_nothing_there(
     assert sorted(p.name for p in checkpoint.rglob("*")) == before
     (used,) = (tmp_path / "user-cache" / "sparsecheck" / "runs").iterdir()
     assert (used / "results").is_dir() and (used / "CACHEDIR.TAG").is_file()
+
+
+def test_with_the_cache_off_no_key_is_computed(
+    runs: Runs, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key reads and hashes the metrics' sources and fingerprints the checkpoints: wasted work
+    when nothing is looked up or stored."""
+    from sparsecheck.engine._cache import ResultCache
+
+    def no_key(*args: object) -> str:
+        raise AssertionError("a cache key was computed with the cache off")
+
+    monkeypatch.setattr(ResultCache, "key", no_key)
+    spec = write_spec(tmp_path, runs.header() + "checks:\n" + check_yaml("a", "rl_a", "{gt: 0.5}"))
+    result = run_cli(capsys, "run", "--no-cache", spec)
+    assert result.code == ExitCode.OK, result.err
+    assert not (tmp_path / ".sparsecheck_cache" / "results").exists()

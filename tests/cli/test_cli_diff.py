@@ -143,15 +143,30 @@ def test_an_unopenable_side_is_named(
     assert f"{side}: {missing}: no such file or folder" in result.err
 
 
+def test_a_quiet_diff_prints_no_table_and_imports_no_table_library(runs: Runs, tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from sparsecheck.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('EXIT', code, 'TABULATE', 'tabulate' in sys.modules)\n"
+    )
+    args = ["diff", runs.base, runs.tuned["rl_a"], "-q", "--json", tmp_path / "r.json", "--workers", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip().splitlines()[-1] == "EXIT 0 TABULATE False", done.stdout + done.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["status"] == "PASS"
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_diff_with_mask_export_imports_no_torch_transformers_or_matplotlib(
+def test_diff_with_mask_export_imports_no_yaml_parser_torch_transformers_or_matplotlib(
     runs: Runs, tmp_path: Path, workers: str
 ) -> None:
     script = (
         "import sys\n"
         "from sparsecheck.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "optional = ('torch', 'transformers', 'matplotlib', 'trl', 'fsspec', 'gguf', 'peft')\n"
+        "optional = ('torch', 'transformers', 'matplotlib', 'trl', 'fsspec', 'gguf', 'peft', 'yaml')\n"
         "heavy = [m for m in optional if m in sys.modules]\n"
         "print('EXIT', code, 'HEAVY', heavy)\n"
     )

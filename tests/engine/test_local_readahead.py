@@ -1,5 +1,6 @@
-"""The read-ahead asks the kernel for the coming tensors' bytes in order, never more than its window
-ahead of the pass, and hands finished bytes back only when the pass is larger than half the RAM."""
+"""The read-ahead asks the kernel for the coming tensors' bytes in order: all of a pass that fits in
+half the RAM; for a larger one never more than its window ahead of the pass, handing finished bytes
+back.  What the command's early read-ahead asked for is not asked again."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsecheck import hookimpl
+from sparsecheck import _early, hookimpl
 from sparsecheck._config import ReadProgress
 from sparsecheck.engine import _readahead
 from sparsecheck.engine._readahead import ReadAhead
@@ -39,34 +40,81 @@ def wait_for(condition, seconds: float = 10.0) -> None:  # type: ignore[no-untyp
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("drop_behind", [False, True])
-def test_read_ahead_stays_within_its_window_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, drop_behind: bool
-) -> None:
-    calls = recorded(monkeypatch)
-    monkeypatch.setattr(_readahead, "WINDOW", 250)
+def willneed(calls: list[tuple[int, int, int]]) -> list[int]:
+    return [offset for offset, _, advice in calls if advice == os.POSIX_FADV_WILLNEED]
+
+
+@pytest.fixture
+def shard(tmp_path: Path) -> Path:
     file = tmp_path / "shard"
     file.write_bytes(b"\0" * 2000)
-    spans = [[(file, 100 * i, 100)] for i in range(20)]  # 20 names of 100 bytes
-    ahead = ReadAhead(spans, drop_behind=drop_behind)
+    return file
+
+
+def test_a_pass_that_fits_in_memory_is_asked_for_whole(shard: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = recorded(monkeypatch)
+    monkeypatch.setattr(_readahead, "WINDOW", 250)
+    ahead = ReadAhead([[(shard, 100 * i, 100)] for i in range(20)], drop_behind=False)
+    try:
+        wait_for(lambda: len(calls) >= 20)
+        time.sleep(0.05)
+    finally:
+        ahead.close()
+    assert willneed(calls) == [100 * i for i in range(20)]  # no waiting for the pass
+
+
+def test_a_larger_pass_stays_within_its_window_in_order(shard: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = recorded(monkeypatch)
+    monkeypatch.setattr(_readahead, "WINDOW", 250)
+    spans = [[(shard, 100 * i, 100)] for i in range(20)]  # 20 names of 100 bytes
+    ahead = ReadAhead(spans, drop_behind=True)
     try:
         wait_for(lambda: len(calls) >= 3)
         time.sleep(0.05)
         # asks while at most WINDOW bytes are outstanding: names 0..2 (then 300 > 250)
-        assert [c[0] for c in calls] == [0, 100, 200]
+        assert willneed(calls) == [0, 100, 200]
         ahead.advance(5)  # the pass went past names 0..4
-        wait_for(lambda: sum(c[2] == os.POSIX_FADV_WILLNEED for c in calls) >= 6)
+        wait_for(lambda: len(willneed(calls)) >= 6)
         time.sleep(0.05)
-        willneed = [c[0] for c in calls if c[2] == os.POSIX_FADV_WILLNEED]
-        assert willneed == [0, 100, 200, 500, 600, 700]  # names 3 and 4 were passed already
+        assert willneed(calls) == [0, 100, 200, 500, 600, 700]  # names 3 and 4 were passed already
         dropped = [c[0] for c in calls if c[2] == os.POSIX_FADV_DONTNEED]
-        assert dropped == ([0, 100, 200, 300, 400] if drop_behind else [])
+        assert dropped == [0, 100, 200, 300, 400]
         ahead.advance(10)
-        wait_for(lambda: sum(c[2] == os.POSIX_FADV_WILLNEED for c in calls) >= 9)
+        wait_for(lambda: len(willneed(calls)) >= 9)
         time.sleep(0.05)
     finally:
         ahead.close()
-    assert [c[0] for c in calls if c[2] == os.POSIX_FADV_WILLNEED][6:] == [1000, 1100, 1200]
+    assert willneed(calls)[6:] == [1000, 1100, 1200]
+
+
+def test_what_the_early_read_ahead_asked_for_is_skipped_and_not_counted(
+    shard: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = recorded(monkeypatch)
+    monkeypatch.setattr(_readahead, "WINDOW", 250)
+    monkeypatch.setitem(_early.ADVISED, os.path.realpath(shard), 500)
+    ahead = ReadAhead([[(shard, 100 * i, 100)] for i in range(20)], drop_behind=True)
+    try:
+        wait_for(lambda: len(calls) >= 3)
+        time.sleep(0.05)
+    finally:
+        ahead.close()
+    assert willneed(calls) == [500, 600, 700]  # names 0..4 were asked early; the window starts after
+
+
+def test_a_long_span_is_asked_for_in_pieces_the_kernel_honours(
+    shard: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux reads at most max(read_ahead_kb, max_sectors_kb) per WILLNEED and drops the rest."""
+    calls = recorded(monkeypatch)
+    monkeypatch.setitem(_early._advice_bytes, shard.stat().st_dev, 256)
+    fd = os.open(shard, os.O_RDONLY)
+    try:
+        _early.will_need(fd, 100, 1000)
+    finally:
+        os.close(fd)
+    need = os.POSIX_FADV_WILLNEED
+    assert calls == [(100, 256, need), (356, 256, need), (612, 256, need), (868, 232, need)]
 
 
 def tensor_spans(folder: Path) -> set[tuple[str, int, int]]:

@@ -8,8 +8,9 @@ import pytest
 from spec_support import HEADER, load, load_error, where
 
 from sparsecheck.errors import Location, SpecError
+from sparsecheck.spec._located import to_plain
 from sparsecheck.spec._variables import Variables
-from sparsecheck.spec._yaml import load_yaml, to_plain
+from sparsecheck.spec._yaml import load_yaml
 
 HERE = Location("f.yaml", 4, 2)
 

@@ -8,7 +8,8 @@ import pytest
 from spec_support import where
 
 from sparsecheck.errors import SpecError
-from sparsecheck.spec._yaml import YamlList, YamlMap, load_yaml, locate, to_plain
+from sparsecheck.spec._located import YamlList, YamlMap, locate, to_plain
+from sparsecheck.spec._yaml import load_yaml
 
 TEXT = """\
 top:

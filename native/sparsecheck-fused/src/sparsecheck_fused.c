@@ -144,20 +144,19 @@ static void pack_flag(const uint8_t *flags, size_t n, int bit, uint8_t *out) {
 #define DEFINE_KIND(NAME, S, U, W, UW, INF, EXP, WIDEN, ABS, TO_F32)                                     \
     /* A block without NaN or ±inf on either side (the common case), in one lean loop: there     \
      * |Δ| is never NaN, an entry moved iff |Δ| != 0 (bits that differ with |Δ| == 0 are ±0),   \
-     * both rules agree, and a change beyond the bound implies a move.  Returns 0 (and changes  \
-     * nothing) when the block has such a value: block_##NAME then judges it in full. */       \
+     * both rules agree, and a change beyond the bound implies a move.  The check for such a    \
+     * value rides in the same loop; where there is one it returns 0, having changed only the   \
+     * flags, and block_##NAME judges the block again in full. */                              \
     static inline __attribute__((always_inline)) int finite_block_##NAME(                        \
         const S *restrict A, const S *restrict B, size_t len, uint8_t *restrict flags, const int policy, \
         const int bf16_check, const W tol, unsigned *count, UW *top, long long *bf16) {           \
         const U *restrict UA = (const U *)A, *restrict UB = (const U *)B;                        \
         U special = 0;                                                                           \
-        for (size_t k = 0; k < len; k++)                                                         \
-            special |= (U)(((UA[k] & (U)EXP) == (U)EXP) | ((UB[k] & (U)EXP) == (U)EXP));         \
-        if (special) return 0;                                                                   \
         unsigned moved = 0;                                                                      \
         UW blocktop = 0;                                                                         \
         long long rounded = 0;                                                                   \
         for (size_t k = 0; k < len; k++) {                                                       \
+            special |= (U)(((UA[k] & (U)EXP) == (U)EXP) | ((UB[k] & (U)EXP) == (U)EXP));         \
             W x = WIDEN(A[k]), y = WIDEN(B[k]);                                                  \
             W d = ABS(x - y);                                                                    \
             UW db;                                                                               \
@@ -177,6 +176,7 @@ static void pack_flag(const uint8_t *flags, size_t n, int bit, uint8_t *out) {
                 rounded += (ra != rb) & (((ra | rb) & 0x7FFFu) != 0);                            \
             }                                                                                    \
         }                                                                                        \
+        if (special) return 0;                                                                   \
         *count += moved;                                                                         \
         *top = blocktop > *top ? blocktop : *top;                                                  \
         *bf16 += rounded;                                                                        \
