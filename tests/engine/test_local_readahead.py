@@ -51,16 +51,25 @@ def shard(tmp_path: Path) -> Path:
     return file
 
 
-def test_a_pass_that_fits_in_memory_is_asked_for_whole(shard: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def asked_before_the_pass(
+    shard: Path, monkeypatch: pytest.MonkeyPatch, drop_behind: bool, at_least: int
+) -> list[int]:
+    """Offsets asked for (WILLNEED) over 20 names of 100 bytes (window 250) while the pass has not
+    finished any: after ``at_least`` asks and a pause for any more."""
     calls = recorded(monkeypatch)
     monkeypatch.setattr(_readahead, "WINDOW", 250)
-    ahead = ReadAhead([[(shard, 100 * i, 100)] for i in range(20)], drop_behind=False)
+    ahead = ReadAhead([[(shard, 100 * i, 100)] for i in range(20)], drop_behind=drop_behind)
     try:
-        wait_for(lambda: len(calls) >= 20)
+        wait_for(lambda: len(calls) >= at_least)
         time.sleep(0.05)
     finally:
         ahead.close()
-    assert willneed(calls) == [100 * i for i in range(20)]  # no waiting for the pass
+    return willneed(calls)
+
+
+def test_a_pass_that_fits_in_memory_is_asked_for_whole(shard: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = asked_before_the_pass(shard, monkeypatch, drop_behind=False, at_least=20)
+    assert asked == [100 * i for i in range(20)]  # no waiting for the pass
 
 
 def test_a_larger_pass_stays_within_its_window_in_order(shard: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,16 +99,9 @@ def test_a_larger_pass_stays_within_its_window_in_order(shard: Path, monkeypatch
 def test_what_the_early_read_ahead_asked_for_is_skipped_and_not_counted(
     shard: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = recorded(monkeypatch)
-    monkeypatch.setattr(_readahead, "WINDOW", 250)
     monkeypatch.setitem(_early.ADVISED, os.path.realpath(shard), 500)
-    ahead = ReadAhead([[(shard, 100 * i, 100)] for i in range(20)], drop_behind=True)
-    try:
-        wait_for(lambda: len(calls) >= 3)
-        time.sleep(0.05)
-    finally:
-        ahead.close()
-    assert willneed(calls) == [500, 600, 700]  # names 0..4 were asked early; the window starts after
+    asked = asked_before_the_pass(shard, monkeypatch, drop_behind=True, at_least=3)
+    assert asked == [500, 600, 700]  # names 0..4 were asked early; the window starts after
 
 
 def test_a_long_span_is_asked_for_in_pieces_the_kernel_honours(
